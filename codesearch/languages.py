@@ -1,0 +1,128 @@
+"""The languages codesearch understands: file extensions, grammar wheels and query files.
+
+Each language is one `Language` record. What counts as a function, a class or a doc
+comment lives in `grammars/<name>.scm` (a tree-sitter query, declarative like the
+`tags.scm` files of the tree-sitter grammars); the record only says how to load the
+grammar from its official PyPI wheel and a few facts the query cannot express
+(which node types are comments, which nodes wrap a definition such as decorators).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Language:
+    name: str  # our key, also the query file name: grammars/<name>.scm
+    module: str  # the official wheel's import name
+    entry: str = "language"  # function in that module returning the grammar pointer
+    extensions: tuple[str, ...] = ()
+    filenames: tuple[str, ...] = ()  # exact file names (e.g. "Rakefile")
+    comment_types: tuple[str, ...] = ("comment",)
+    # Parents that belong to a definition (decorators, export, template<...>): the
+    # unit's line range grows to cover them and leading comments are looked for above them.
+    wrapper_types: tuple[str, ...] = ()
+    # Comment prefixes that mark a doc comment; empty means any adjacent comment counts.
+    doc_prefixes: tuple[str, ...] = ()
+    pygments_name: str = ""
+    shebangs: tuple[str, ...] = field(default=())
+
+
+LANGUAGES: dict[str, Language] = {
+    lang.name: lang
+    for lang in [
+        Language("python", "tree_sitter_python", extensions=(".py", ".pyi"),
+                 wrapper_types=("decorated_definition",), pygments_name="python",
+                 shebangs=("python",)),
+        Language("javascript", "tree_sitter_javascript",
+                 extensions=(".js", ".mjs", ".cjs", ".jsx"),
+                 wrapper_types=("export_statement",), pygments_name="javascript",
+                 shebangs=("node",)),
+        Language("typescript", "tree_sitter_typescript", entry="language_typescript",
+                 extensions=(".ts", ".mts", ".cts"),
+                 wrapper_types=("export_statement",), pygments_name="typescript"),
+        Language("tsx", "tree_sitter_typescript", entry="language_tsx", extensions=(".tsx",),
+                 wrapper_types=("export_statement",), pygments_name="tsx"),
+        Language("java", "tree_sitter_java", extensions=(".java",),
+                 comment_types=("line_comment", "block_comment"), pygments_name="java"),
+        Language("go", "tree_sitter_go", extensions=(".go",), pygments_name="go"),
+        Language("rust", "tree_sitter_rust", extensions=(".rs",),
+                 comment_types=("line_comment", "block_comment"), pygments_name="rust"),
+        Language("c", "tree_sitter_c", extensions=(".c", ".h"), pygments_name="c"),
+        Language("cpp", "tree_sitter_cpp",
+                 extensions=(".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++",
+                             ".ipp", ".tpp"),
+                 wrapper_types=("template_declaration",), pygments_name="cpp"),
+        Language("csharp", "tree_sitter_c_sharp", extensions=(".cs",), pygments_name="csharp"),
+        Language("ruby", "tree_sitter_ruby", extensions=(".rb", ".rake", ".gemspec"),
+                 filenames=("Rakefile", "Gemfile"), pygments_name="ruby", shebangs=("ruby",)),
+        Language("php", "tree_sitter_php", entry="language_php", extensions=(".php",),
+                 pygments_name="php"),
+        Language("kotlin", "tree_sitter_kotlin", extensions=(".kt", ".kts"),
+                 comment_types=("line_comment", "multiline_comment", "block_comment"),
+                 pygments_name="kotlin"),
+        Language("swift", "tree_sitter_swift", extensions=(".swift",),
+                 comment_types=("comment", "multiline_comment"), pygments_name="swift"),
+        Language("scala", "tree_sitter_scala", extensions=(".scala", ".sc"),
+                 comment_types=("comment", "block_comment"), pygments_name="scala"),
+        Language("bash", "tree_sitter_bash", extensions=(".sh", ".bash", ".zsh"),
+                 pygments_name="bash", shebangs=("bash", "sh", "zsh")),
+        Language("lua", "tree_sitter_lua", extensions=(".lua",), pygments_name="lua",
+                 shebangs=("lua",)),
+        Language("sql", "tree_sitter_sql", extensions=(".sql",), pygments_name="sql"),
+    ]
+}
+
+_BY_EXTENSION = {ext: lang for lang in LANGUAGES.values() for ext in lang.extensions}
+_BY_FILENAME = {fn: lang for lang in LANGUAGES.values() for fn in lang.filenames}
+
+
+def language_for_path(path: str, first_line: bytes = b"") -> Language | None:
+    """Pick a language by file name or extension, then by a `#!` line."""
+    base = os.path.basename(path)
+    if base in _BY_FILENAME:
+        return _BY_FILENAME[base]
+    ext = os.path.splitext(base)[1].lower()
+    if ext in _BY_EXTENSION:
+        return _BY_EXTENSION[ext]
+    if first_line.startswith(b"#!"):
+        interp = first_line[2:].decode("utf-8", "replace").split()
+        words = [os.path.basename(w) for w in interp[:2]]
+        for lang in LANGUAGES.values():
+            if any(w.rstrip("0123456789.") in lang.shebangs for w in words):
+                return lang
+    return None
+
+
+def grammars_dir() -> Path:
+    """Where the query files live: the repository's grammars/ (editable install) or a
+    copy shipped inside the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "grammars", here / "grammars"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("grammars/ folder not found next to the codesearch package")
+
+
+@lru_cache(maxsize=None)
+def load_grammar(name: str):
+    """The tree-sitter Language object for one of our languages (cached)."""
+    import tree_sitter
+
+    lang = LANGUAGES[name]
+    module = importlib.import_module(lang.module)
+    return tree_sitter.Language(getattr(module, lang.entry)())
+
+
+@lru_cache(maxsize=None)
+def load_query(name: str):
+    """Compile grammars/<name>.scm against its grammar (cached)."""
+    import tree_sitter
+
+    source = (grammars_dir() / f"{name}.scm").read_text(encoding="utf-8")
+    return tree_sitter.Query(load_grammar(name), source)
