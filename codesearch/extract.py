@@ -8,6 +8,8 @@ grammars' `tags.scm` files and aider's repo map; the capture names are ours):
     @method     the same, always reported as a method
     @scope      something that qualifies the names inside it: class, struct, interface,
                 trait, impl block, module, namespace, object
+    @open_scope a scope without a body that qualifies what follows it, up to the next node of
+                its type or the end of its parent (C# `namespace A;`, PHP `namespace A;`)
     @name       the name of the @function/@method/@scope of the same match; it may be
                 qualified (`Foo::bar`, `obj.method`), the qualifier then joins the qualname
     @receiver   a type that owns a function defined outside it (Go receivers)
@@ -29,6 +31,11 @@ from .languages import LANGUAGES, Language, load_grammar, load_query
 # Separators by which a captured name may be qualified: C++ `A::b`, PHP `A\b`, JS `a.b`,
 # Ruby `self.x`, Lua `M:f`.
 _QUALIFIER_SPLIT = re.compile(r"::|->|\\|\.|:")
+_TEMPLATE_ARGS = re.compile(r"<[^<>]*>")
+_OPERATOR = re.compile(r"\boperator\b\s*(\(\)|[^(]*)")
+# Qualifier words that name the current object rather than an owner: Ruby `self.x`,
+# JS `this.x = function` and `Foo.prototype.x = function`.
+_IMPLICIT_OWNERS = ("self", "this", "prototype")
 _CLASS_LIKE = ("class", "struct", "interface", "trait", "impl", "object", "enum", "record",
                "protocol", "extension", "module", "union", "type_spec", "type_declaration")
 
@@ -64,6 +71,17 @@ class _Def:
     doc_node: object = None
     body_node: object = None
     receiver: str = ""
+    open_scope: bool = False
+
+    @property
+    def end_byte(self) -> int:
+        """Where the definition's scope ends; an @open_scope runs on past its node."""
+        if not self.open_scope or self.node.parent is None:
+            return self.node.end_byte
+        sib = self.node.next_sibling
+        while sib is not None and sib.type != self.node.type:
+            sib = sib.next_sibling
+        return sib.start_byte if sib is not None else self.node.parent.end_byte
 
 
 def _text(node, source: bytes) -> str:
@@ -72,7 +90,18 @@ def _text(node, source: bytes) -> str:
 
 def _split_name(raw: str) -> tuple[list[str], str]:
     raw = raw.strip()
-    parts = [p for p in _QUALIFIER_SPLIT.split(raw) if p and p != "self"]
+    op = _OPERATOR.search(raw)  # C++ `Foo::operator<<`, `operator bool() const`
+    if op:
+        raw, op = raw[:op.start()], " ".join(op.group(0).split())
+    while "<" in raw:  # C++ `SkipList<K, C>::Insert`: drop template arguments
+        stripped = _TEMPLATE_ARGS.sub("", raw)
+        if stripped == raw:
+            break
+        raw = stripped
+    parts = [p.strip() for p in _QUALIFIER_SPLIT.split(raw)]
+    parts = [p for p in parts if p and p not in _IMPLICIT_OWNERS]
+    if op:
+        return parts, op
     if not parts:
         return [], raw
     return parts[:-1], parts[-1]
@@ -93,6 +122,9 @@ def clean_comment(text: str) -> str:
         if text.endswith("*/"):
             text = text[:-2]
         text = text.lstrip("*!")
+    lua_block = re.match(r"--\[(=*)\[", text)  # Lua `--[[ ... ]]`
+    if lua_block and text.endswith("]" + lua_block.group(1) + "]"):
+        text = text[lua_block.end():len(text) - len(lua_block.group(1)) - 2]
     lines = []
     for line in text.splitlines():
         s = line.strip()
@@ -127,10 +159,21 @@ def _leading_comment(outer, lang: Language, source: bytes) -> str:
     comments = []
     expected_row = outer.start_point[0]
     sib = outer.prev_sibling
-    while sib is not None and sib.type in lang.comment_types:
-        if sib.end_point[0] < expected_row - 1:
+    first = outer
+    while sib is None and first.parent is not None and first.parent.start_byte == first.start_byte:
+        # the first statement of a body node that starts with it (Ruby `body_statement`):
+        # the comment is a sibling of that body
+        first = first.parent
+        sib = first.prev_sibling
+    while sib is not None and (sib.type in lang.comment_types
+                               or sib.type in lang.attribute_types):
+        end_row = sib.end_point[0]
+        if sib.end_point[1] == 0 and end_row > sib.start_point[0]:  # Rust `//` keeps its newline
+            end_row -= 1
+        if end_row < expected_row - 1:
             break
-        comments.append(sib)
+        if sib.type in lang.comment_types:
+            comments.append(sib)
         expected_row = sib.start_point[0]
         sib = sib.prev_sibling
     if not comments:
@@ -139,31 +182,65 @@ def _leading_comment(outer, lang: Language, source: bytes) -> str:
     raw = [_text(c, source) for c in comments]
     if lang.doc_prefixes and not any(r.lstrip().startswith(lang.doc_prefixes) for r in raw):
         return ""
-    return "\n".join(clean_comment(r) for r in raw).strip()
+    doc = "\n".join(clean_comment(r) for r in raw).strip()
+    return strip_xml_doc(doc) if lang.xml_doc else doc
 
 
-def _collect(tree, lang: Language, source: bytes) -> list[_Def]:
+_XML_TAG = re.compile(r"<(/?)([\w:.-]+)([^<>]*?)/?>")
+
+
+def strip_xml_doc(doc: str) -> str:
+    """C# XML doc text without its tags: `<summary>` goes, `<see cref="Foo"/>` and
+    `<param name="x">` leave their attribute values."""
+    def repl(m):
+        values = re.findall(r'"([^"]*)"', m.group(3)) if not m.group(1) else []
+        self_closing = m.group(0).endswith("/>")
+        return " ".join(values) + (" " if values and not self_closing else "")
+    text = _XML_TAG.sub(repl, doc)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    lines = [" ".join(l.split()) for l in text.splitlines()]
+    return "\n".join(l for l in lines if l)
+
+
+def _module_name(path: str) -> str:
+    """A file's module name: its base name without extension (`index` -> its folder)."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    if not parts:
+        return ""
+    stem = parts[-1].split(".", 1)[0]
+    if stem == "index" and len(parts) > 1:
+        return parts[-2]
+    return stem
+
+
+def _collect(tree, lang: Language, source: bytes, path: str = "") -> list[_Def]:
     import tree_sitter
 
     query = load_query(lang.name)
     defs: dict[tuple[int, int, bool], _Def] = {}
-    for _pattern, caps in tree_sitter.QueryCursor(query).matches(tree.root_node):
+    for pattern, caps in tree_sitter.QueryCursor(query).matches(tree.root_node):
         for key, is_scope, forced in (("function", False, False), ("method", False, True),
-                                      ("scope", True, False)):
+                                      ("scope", True, False), ("open_scope", True, False)):
             nodes = caps.get(key)
             if not nodes:
                 continue
             node = nodes[0]
             name_nodes = caps.get("name")
-            if not name_nodes:
+            if name_nodes:
+                qualifier, name = _split_name(_text(name_nodes[0], source))
+            elif query.pattern_settings(pattern).get("name_from") == "file" and path:
+                # `(#set! name_from "file")`: an anonymous definition (JS `export default
+                # (a) => {}`) takes the name of its module file
+                qualifier, name = [], _module_name(path)
+            else:
                 continue
-            qualifier, name = _split_name(_text(name_nodes[0], source))
             ident = (node.start_byte, node.end_byte, is_scope)
             d = defs.get(ident)  # several patterns may match one node: merge what they say
             if d is None:
                 d = defs[ident] = _Def(node=node, outer=_widen(node, lang), name=name,
                                        qualifier=qualifier, is_scope=is_scope)
             d.forced_method = d.forced_method or forced
+            d.open_scope = d.open_scope or key == "open_scope"
             if caps.get("doc") and d.doc_node is None:
                 d.doc_node = caps["doc"][0]
             if caps.get("body") and d.body_node is None:
@@ -179,8 +256,8 @@ def _enclosing(d: _Def, all_defs: list[_Def]) -> list[_Def]:
     for other in all_defs:
         if other is d:
             continue
-        if (other.node.start_byte <= d.node.start_byte and d.node.end_byte <= other.node.end_byte
-                and (other.node.start_byte, other.node.end_byte) != (d.node.start_byte, d.node.end_byte)):
+        if (other.node.start_byte <= d.node.start_byte and d.node.end_byte <= other.end_byte
+                and (other.node.start_byte, other.end_byte) != (d.node.start_byte, d.node.end_byte)):
             out.append(other)
     return out
 
@@ -211,7 +288,7 @@ def extract_units(path: str, source: bytes, language: str) -> list[Unit]:
     """
     lang = LANGUAGES[language]
     tree = parse(source, language)
-    defs = _collect(tree, lang, source)
+    defs = _collect(tree, lang, source, path)
     lines = source.decode("utf-8", "replace").split("\n")
     units: list[Unit] = []
     for d in defs:
@@ -244,9 +321,61 @@ def extract_units(path: str, source: bytes, language: str) -> list[Unit]:
             signature=_signature(d, source), doc=doc,
             code="\n".join(lines[start:end + 1]),
         ))
+    if lang.recover_start and tree.root_node.has_error:
+        units = _recover(units, tree, lang, path, lines)
     if not units:
         units.append(file_unit(path, language, lines))
     return units
+
+
+def _recover(units: list[Unit], tree, lang: Language, path: str, lines: list[str]) -> list[Unit]:
+    """Definitions the grammar could not parse, found in the text (SQL: MySQL procedures
+    with `BEGIN ... END` bodies, T-SQL). Only used when the tree has errors.
+
+    A line matching `lang.recover_start` that lies in no unit starts a new unit; a unit
+    whose body the parser cut short (an ERROR follows it before the next statement) is
+    extended. Either ends before the next `recover_start`/`recover_stop` line, less
+    trailing blank and comment lines. The doc is the comment lines directly above.
+    """
+    start_re, stop_re = re.compile(lang.recover_start), re.compile(lang.recover_stop)
+    bounds = [i for i, l in enumerate(lines) if start_re.match(l) or stop_re.match(l)]
+    error_rows, stack = [], [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            error_rows.append(node.start_point[0])
+        else:
+            stack.extend(c for c in node.children if c.has_error)
+
+    def is_blank_or_comment(row: int) -> bool:
+        return not lines[row].strip() or lines[row].lstrip().startswith(_COMMENT_STARTS)
+
+    def end_of(row: int) -> int:
+        end = next((b for b in bounds if b > row), len(lines)) - 1
+        while end > row and is_blank_or_comment(end):
+            end -= 1
+        return end
+
+    out = []
+    for u in units:
+        end = end_of(u.start_line - 1)
+        if any(u.end_line - 1 < r <= end for r in error_rows):
+            u.end_line = end + 1
+            u.code = "\n".join(lines[u.start_line - 1:end + 1])
+        out.append(u)
+    for row, line in enumerate(lines):
+        m = start_re.match(line)
+        if not m or any(u.start_line - 1 <= row <= u.end_line - 1 for u in out):
+            continue
+        end, top = end_of(row), row
+        while top > 0 and lines[top - 1].strip() and is_blank_or_comment(top - 1):
+            top -= 1
+        doc = clean_comment("\n".join(lines[top:row])) if top < row else ""
+        out.append(Unit(path=path, language=lang.name, kind="function", name=m.group("name"),
+                        qualname=m.group("name"), start_line=row + 1, end_line=end + 1,
+                        signature=" ".join(line.split()), doc=doc,
+                        code="\n".join(lines[row:end + 1])))
+    return sorted(out, key=lambda u: u.start_line)
 
 
 def file_unit(path: str, language: str, lines: list[str]) -> Unit:

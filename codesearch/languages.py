@@ -27,10 +27,20 @@ class Language:
     # Parents that belong to a definition (decorators, export, template<...>): the
     # unit's line range grows to cover them and leading comments are looked for above them.
     wrapper_types: tuple[str, ...] = ()
+    # Nodes between a doc comment and its definition that are not part of the definition
+    # (Rust `#[...]` attributes): skipped when looking for the leading comment.
+    attribute_types: tuple[str, ...] = ()
     # Comment prefixes that mark a doc comment; empty means any adjacent comment counts.
     doc_prefixes: tuple[str, ...] = ()
     pygments_name: str = ""
     shebangs: tuple[str, ...] = field(default=())
+    # Doc comments are XML (C# `///`): tags are dropped from the doc text.
+    xml_doc: bool = False
+    # Text fallback for definitions the grammar cannot parse (see extract._recover):
+    # `recover_start` matches a definition's first line and names it (group "name"),
+    # `recover_stop` matches a line where the next top-level statement begins.
+    recover_start: str = ""
+    recover_stop: str = ""
 
 
 LANGUAGES: dict[str, Language] = {
@@ -52,13 +62,15 @@ LANGUAGES: dict[str, Language] = {
                  comment_types=("line_comment", "block_comment"), pygments_name="java"),
         Language("go", "tree_sitter_go", extensions=(".go",), pygments_name="go"),
         Language("rust", "tree_sitter_rust", extensions=(".rs",),
-                 comment_types=("line_comment", "block_comment"), pygments_name="rust"),
+                 comment_types=("line_comment", "block_comment"),
+                 attribute_types=("attribute_item",), pygments_name="rust"),
         Language("c", "tree_sitter_c", extensions=(".c", ".h"), pygments_name="c"),
         Language("cpp", "tree_sitter_cpp",
                  extensions=(".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++",
                              ".ipp", ".tpp"),
                  wrapper_types=("template_declaration",), pygments_name="cpp"),
-        Language("csharp", "tree_sitter_c_sharp", extensions=(".cs",), pygments_name="csharp"),
+        Language("csharp", "tree_sitter_c_sharp", extensions=(".cs",), xml_doc=True,
+                 pygments_name="csharp"),
         Language("ruby", "tree_sitter_ruby", extensions=(".rb", ".rake", ".gemspec"),
                  filenames=("Rakefile", "Gemfile"), pygments_name="ruby", shebangs=("ruby",)),
         Language("php", "tree_sitter_php", entry="language_php", extensions=(".php",),
@@ -74,7 +86,14 @@ LANGUAGES: dict[str, Language] = {
                  pygments_name="bash", shebangs=("bash", "sh", "zsh")),
         Language("lua", "tree_sitter_lua", extensions=(".lua",), pygments_name="lua",
                  shebangs=("lua",)),
-        Language("sql", "tree_sitter_sql", extensions=(".sql",), pygments_name="sql"),
+        # tree-sitter-sql parses PostgreSQL dollar-quoted bodies but not MySQL
+        # `BEGIN ... END` bodies between DELIMITERs nor T-SQL: those are recovered from text.
+        Language("sql", "tree_sitter_sql", extensions=(".sql",),
+                 comment_types=("comment", "marginalia"), wrapper_types=("statement",),
+                 recover_start=r"(?i)^\s*CREATE\s+(?:OR\s+(?:REPLACE|ALTER)\s+)?(?:DEFINER\s*=\s*\S+\s+)?"
+                               r"(?:FUNCTION|PROCEDURE|PROC)\s+(?:[\w\"`\[\]]+\.)?[\"`\[]?(?P<name>\w+)",
+                 recover_stop=r"(?i)^(?:CREATE|ALTER|DROP|GRANT|REVOKE|COMMENT|DELIMITER|GO)\b",
+                 pygments_name="sql"),
     ]
 }
 

@@ -1,0 +1,31 @@
+"""User-facing errors: one line that says what went wrong and what to do.
+
+The CLI prints `error: <message>` for these and exits non-zero, without a traceback.
+Anything else that escapes is a bug in codesearch and keeps its traceback.
+"""
+
+
+class CodesearchError(Exception):
+    """A problem the user can fix; the message says how."""
+
+    exit_code = 1
+
+
+class NoIndexError(CodesearchError):
+    exit_code = 2
+
+
+class ModelMismatchError(CodesearchError):
+    exit_code = 3
+
+
+class ModelUnavailableError(CodesearchError):
+    exit_code = 4
+
+
+class IndexBusyError(CodesearchError):
+    exit_code = 5
+
+
+class CorruptIndexError(CodesearchError):
+    exit_code = 6

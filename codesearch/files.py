@@ -1,0 +1,225 @@
+"""Which files of a repository get indexed, and reading them safely.
+
+A git repository lists its own files (tracked plus untracked-but-not-ignored), so git's
+ignore rules apply exactly. A plain folder is walked with the `.gitignore` files in it.
+`.codesearchignore` (gitignore syntax, at the root) excludes more in both cases.
+Binary files, files over the size limit and symlinks are skipped with a reason, never
+followed out of the repository.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .languages import Language, language_for_path
+from .paths import INDEX_FOLDER
+
+DEFAULT_MAX_FILE_SIZE = 1_000_000
+ALWAYS_SKIPPED_DIRS = {".git", INDEX_FOLDER, ".hg", ".svn"}
+
+
+@dataclass
+class SourceFile:
+    path: str  # relative to the repository root, with "/" separators
+    language: Language
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Discovery:
+    files: list[SourceFile] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+
+class IgnoreRules:
+    """A small gitignore matcher: negation, directory-only, anchored and `**` patterns."""
+
+    def __init__(self):
+        self._rules: list[tuple[re.Pattern, bool, bool, str]] = []  # regex, negate, dir_only, base
+
+    def add_file(self, path: Path, base: str = "") -> None:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return
+        self.add_lines(text.splitlines(), base)
+
+    def add_lines(self, lines, base: str = "") -> None:
+        for line in lines:
+            line = line.rstrip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            if negate:
+                line = line[1:]
+            line = line.replace("\\#", "#").replace("\\!", "!")
+            dir_only = line.endswith("/")
+            line = line.rstrip("/")
+            anchored = "/" in line
+            line = line.lstrip("/")
+            regex = self._translate(line, anchored)
+            self._rules.append((re.compile(regex), negate, dir_only, base))
+
+    @staticmethod
+    def _translate(pattern: str, anchored: bool) -> str:
+        out = []
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out.append("(?:.*/)?")
+                i += 3
+            elif pattern.startswith("/**", i) and i + 3 == len(pattern):
+                out.append("/.*")
+                i += 3
+            elif pattern[i] == "*":
+                out.append("[^/]*")
+                i += 1
+            elif pattern[i] == "?":
+                out.append("[^/]")
+                i += 1
+            elif pattern[i] == "[":
+                j = pattern.find("]", i)
+                if j < 0:
+                    out.append(re.escape(pattern[i]))
+                    i += 1
+                else:
+                    out.append(fnmatch.translate(pattern[i:j + 1])[4:-3])
+                    i = j + 1
+            else:
+                out.append(re.escape(pattern[i]))
+                i += 1
+        body = "".join(out)
+        return ("^" if anchored else r"^(?:.*/)?") + body + "$"
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        result = False
+        for regex, negate, dir_only, base in self._rules:
+            if base:
+                if not rel.startswith(base + "/"):
+                    continue
+                sub = rel[len(base) + 1:]
+            else:
+                sub = rel
+            if dir_only and not is_dir:
+                continue
+            if regex.match(sub):
+                result = not negate
+        return result
+
+
+def _git_files(root: Path) -> list[str] | None:
+    """Tracked plus untracked-not-ignored files, or None when `root` is not a git work tree."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-c", "core.quotepath=off", "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"],
+            cwd=root, capture_output=True, check=True, timeout=120,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = sorted({n for n in out.decode("utf-8", "surrogateescape").split("\0") if n})
+    return names
+
+
+def _walk_files(root: Path) -> list[str]:
+    rules = IgnoreRules()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir
+        if ".gitignore" in filenames:
+            rules.add_file(Path(dirpath) / ".gitignore", rel_dir)
+        keep = []
+        for d in sorted(dirnames):
+            rel = f"{rel_dir}/{d}" if rel_dir else d
+            if d in ALWAYS_SKIPPED_DIRS or rules.ignored(rel, True):
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for f in sorted(filenames):
+            rel = f"{rel_dir}/{f}" if rel_dir else f
+            if not rules.ignored(rel, False):
+                found.append(rel)
+    return found
+
+
+def discover(root: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+             only: list[str] | None = None) -> Discovery:
+    """The indexable source files under `root`.
+
+    `only` restricts the result to those relative paths (used by the git hooks, which
+    must never walk the whole repository); a listed path that no longer exists or is
+    no longer indexable is simply absent from the result.
+    """
+    root = root.resolve()
+    if only is not None:
+        names = sorted(set(only))
+        git_names = None
+    else:
+        git_names = _git_files(root)
+        names = git_names if git_names is not None else _walk_files(root)
+    extra = IgnoreRules()
+    extra.add_file(root / ".codesearchignore")
+    result = Discovery()
+    for rel in names:
+        if rel.split("/", 1)[0] in ALWAYS_SKIPPED_DIRS:
+            continue
+        if extra.ignored(rel, False) or any(
+                extra.ignored("/".join(rel.split("/")[:i]), True) for i in range(1, rel.count("/") + 1)):
+            continue
+        full = root / rel
+        try:
+            st = full.lstat()
+        except OSError:
+            continue  # deleted since git listed it
+        if os.path.islink(full):
+            result.skipped[rel] = "symlink (not followed)"
+            continue
+        if not full.is_file():
+            continue
+        head = b""
+        lang = language_for_path(rel)
+        if lang is None and st.st_size and "." not in os.path.basename(rel):
+            head = _head(full)
+            lang = language_for_path(rel, head.split(b"\n", 1)[0])
+        if lang is None:
+            continue
+        if st.st_size > max_file_size:
+            result.skipped[rel] = f"larger than {max_file_size} bytes"
+            continue
+        if b"\0" in (head or _head(full)):
+            result.skipped[rel] = "binary"
+            continue
+        result.files.append(SourceFile(rel, lang, st.st_size, st.st_mtime_ns))
+    return result
+
+
+def _head(path: Path, n: int = 8192) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def read_source(root: Path, rel: str) -> tuple[bytes, str]:
+    """The file's bytes as valid UTF-8 (broken sequences replaced) and the hash of the raw bytes."""
+    raw = (root / rel).read_bytes()
+    digest = hashlib.sha1(raw).hexdigest()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        raw.decode("utf-8")
+        text = raw
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "replace").encode("utf-8")
+    return text.replace(b"\r\n", b"\n"), digest

@@ -1,0 +1,261 @@
+"""Build and update a repository's index, incrementally and safely.
+
+An update:
+1. lists the files (all of them, or only the paths a git hook names),
+2. re-parses only files whose size, mtime or content hash changed,
+3. embeds only texts whose hash has no stored vector (a one-line edit costs one unit),
+4. swaps the file's units and chunks in one SQLite transaction,
+5. updates the hnswlib graph in place (or rebuilds it from stored vectors) and saves it
+   atomically.
+Vectors are committed as they are computed, so an interrupted run loses no embedding
+work and leaves the previous index fully usable; the lock keeps two writers apart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import chunking
+from .ann import ANN_FILE, STAMP_FILE, AnnIndex
+from .embed import ModelSpec
+from .errors import CodesearchError, ModelMismatchError
+from .extract import Unit, extract_units
+from .files import DEFAULT_MAX_FILE_SIZE, discover, read_source
+from .store import DB_NAME, Store, WriteLock
+
+EMBED_COMMIT_EVERY = 256
+
+
+@dataclass
+class IndexReport:
+    files: int = 0
+    files_parsed: int = 0
+    files_removed: int = 0
+    units: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    languages: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    model: str = ""
+    device: str = ""
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    tokens: int = 0
+
+
+class Reporter:
+    """Where the indexer reports; the CLI supplies one that draws a progress line."""
+
+    def info(self, msg: str) -> None: ...
+    def warn(self, msg: str) -> None: ...
+    def start_embedding(self, total_chunks: int, total_tokens_estimate: int, device: str) -> None: ...
+    def embedded(self, n_chunks: int, n_tokens: int) -> None: ...
+    def done_embedding(self) -> None: ...
+
+
+def models_match(spec: ModelSpec, recorded: dict) -> bool:
+    mine = spec.index_meta()
+    keys = ("id", "pooling", "query_prompt", "document_prompt", "append_eos", "dims")
+    return all(mine.get(k) == recorded.get(k) for k in keys)
+
+
+class Indexer:
+    def __init__(self, repo: Path, index_dir: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+                 reporter: Reporter | None = None):
+        self.repo = repo
+        self.index_dir = index_dir
+        self.max_file_size = max_file_size
+        self.reporter = reporter or Reporter()
+
+    def run(self, spec_for, embedder_for, rebuild: bool = False, only: list[str] | None = None,
+            model_requested: bool = False) -> IndexReport:
+        """Index the repository.
+
+        `spec_for(recorded_model_id_or_None)` returns the ModelSpec to use;
+        `embedder_for(spec)` loads it (called only when something must be embedded).
+        """
+        t0 = time.perf_counter()
+        lock = WriteLock(self.index_dir)
+        with lock:
+            target = self.index_dir
+            if rebuild:
+                target = self.index_dir / "rebuild.tmp"
+                shutil.rmtree(target, ignore_errors=True)
+            store = Store(target)
+            fresh = not store.exists()
+            store.open(create=True)
+            try:
+                recorded = store.get_meta("model")
+                spec = spec_for(None if (model_requested or recorded is None) else recorded["id"])
+                if recorded is not None and not models_match(spec, recorded):
+                    raise ModelMismatchError(
+                        f"this index was built with model {recorded['id']}, not {spec.id}; "
+                        f"run `codesearch index --rebuild --model {spec.id}` to start over with it")
+                report = self._update(store, spec, embedder_for, only, fresh)
+            finally:
+                store.close()
+            if rebuild:
+                self._swap_in(target)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _swap_in(self, built: Path) -> None:
+        """Replace the live index files with a completed rebuild."""
+        for name in (DB_NAME + "-wal", DB_NAME + "-shm"):
+            (self.index_dir / name).unlink(missing_ok=True)
+        for name in (DB_NAME, ANN_FILE, STAMP_FILE):
+            if (built / name).exists():
+                os.replace(built / name, self.index_dir / name)
+        shutil.rmtree(built, ignore_errors=True)
+
+    def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool) -> IndexReport:
+        rep = self.reporter
+        report = IndexReport(model=spec.id)
+        found = discover(self.repo, self.max_file_size, only=only)
+        report.skipped = found.skipped
+        if only is None and not found.files:
+            why = f" ({len(found.skipped)} skipped: binary, too large or symlinks)" if found.skipped else ""
+            raise CodesearchError(f"no source files in a supported language under {self.repo}{why}; "
+                                  f"nothing to index (see `codesearch index --help` for the languages)")
+        known = store.file_hashes()
+        scope = set(only) if only is not None else None
+        current = {f.path: f for f in found.files}
+
+        deleted = [p for p in known if p not in current and (scope is None or p in scope)]
+        changed: dict[str, tuple[str, list[Unit]]] = {}
+        for f in found.files:
+            old = known.get(f.path)
+            if old is not None and old[1] == f.size and old[2] == f.mtime_ns:
+                continue  # same size and mtime: not even read
+            try:
+                source, digest = read_source(self.repo, f.path)
+            except OSError as error:
+                report.skipped[f.path] = f"unreadable ({error.strerror})"
+                continue
+            if old is not None and old[0] == digest:
+                changed[f.path] = (digest, None)  # touched, same content: refresh mtime only
+                continue
+            units = extract_units(f.path, source, f.language.name)
+            changed[f.path] = (digest, units)
+        report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
+
+        # pieces to embed, deduplicated by text hash
+        pieces: dict[str, str] = {}
+        planned: dict[str, list[tuple[Unit, list[str]]]] = {}
+        for path, (_digest, units) in changed.items():
+            if units is None:
+                continue
+            planned[path] = []
+            for unit in units:
+                texts = chunking.unit_pieces(unit)
+                hashes = [chunking.text_hash(t) for t in texts]
+                planned[path].append((unit, hashes))
+                for h, t in zip(hashes, texts):
+                    pieces[h] = t
+        missing = sorted(set(pieces) - store.known_vectors(list(pieces)))
+        report.chunks_reused = len(pieces) - len(missing)
+
+        embedder = None
+        if missing:
+            embedder = embedder_for(spec)
+            report.device = embedder.device
+            self._embed(store, embedder, missing, pieces, report)
+        dim = embedder.dim if embedder is not None else (store.get_meta("model") or {}).get("dim")
+        if dim is None:  # nothing to embed and no model recorded yet
+            embedder = embedder_for(spec)
+            dim = embedder.dim
+
+        ann = AnnIndex(store.dir, dim)
+        ann_ok = not fresh and ann.load(store.live_label_stamp())
+        removed_chunks: list[int] = []
+        added_chunks: list[int] = []
+        with store.transaction() as c:
+            for path in deleted + [p for p, v in changed.items() if v[1] is not None]:
+                ids = [r[0] for r in c.execute(
+                    "SELECT c.id FROM chunks c JOIN units u ON u.id = c.unit_id WHERE u.path = ?", (path,))]
+                removed_chunks.extend(ids)
+                c.execute("DELETE FROM chunks WHERE unit_id IN (SELECT id FROM units WHERE path = ?)", (path,))
+                c.execute("DELETE FROM units_fts WHERE rowid IN (SELECT id FROM units WHERE path = ?)", (path,))
+                c.execute("DELETE FROM units WHERE path = ?", (path,))
+                c.execute("DELETE FROM files WHERE path = ?", (path,))
+            now = time.time()
+            for path, (digest, units) in changed.items():
+                f = current[path]
+                c.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                          (path, f.language.name, digest, f.size, f.mtime_ns, now))
+                for unit, hashes in planned.get(path, []):
+                    cur = c.execute(
+                        "INSERT INTO units (path, language, kind, name, qualname, start_line, end_line, "
+                        "signature, doc, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (unit.path, unit.language, unit.kind, unit.name, unit.qualname, unit.start_line,
+                         unit.end_line, unit.signature, unit.doc, unit.code))
+                    uid = cur.lastrowid
+                    c.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES (?, ?, ?, ?, ?)",
+                              (uid, *chunking.lexical_fields(unit)))
+                    for part, h in enumerate(hashes):
+                        added_chunks.append(c.execute(
+                            "INSERT INTO chunks (unit_id, part, text_hash) VALUES (?, ?, ?)",
+                            (uid, part, h)).lastrowid)
+            meta = spec.index_meta()
+            meta["dim"] = dim
+            store.set_meta("model", meta)
+            store.set_meta("updated_at", time.time())
+            store.set_meta("repo", str(self.repo))
+            self._collect_garbage(c)
+
+        stamp = store.live_label_stamp()
+        if ann_ok and ann.update(removed_chunks, *store.vectors_for_chunks(added_chunks)):
+            pass
+        else:
+            ann.build(*store.vectors_for_chunks())
+        ann.save(stamp)
+
+        stats = store.stats()
+        report.files = stats["files"]
+        report.units = stats["units"]
+        report.languages = stats["languages"]
+        report.files_removed = len(deleted)
+        return report
+
+    def _embed(self, store: Store, embedder, missing: list[str], pieces: dict[str, str],
+               report: IndexReport) -> None:
+        rep = self.reporter
+        token_ids = embedder.tokenize([embedder.spec.document_prompt + pieces[h] for h in missing])
+        total_tokens = sum(len(t) for t in token_ids)
+        rep.start_embedding(len(missing), total_tokens, embedder.device)
+        t0 = time.perf_counter()
+        # embed in slices so vectors are committed as we go (a crash keeps them)
+        order = sorted(range(len(missing)), key=lambda i: -len(token_ids[i]))
+        for start in range(0, len(order), EMBED_COMMIT_EVERY):
+            sel = order[start:start + EMBED_COMMIT_EVERY]
+            vecs = embedder.embed_token_ids([token_ids[i] for i in sel], progress=rep.embedded)
+            store.put_vectors([missing[i] for i in sel], vecs)
+        rep.done_embedding()
+        report.embed_seconds = time.perf_counter() - t0
+        report.chunks_embedded = len(missing)
+        report.tokens = total_tokens
+
+    @staticmethod
+    def _collect_garbage(c) -> None:
+        """Drop cached vectors no chunk uses once they outnumber the used ones."""
+        used = c.execute("SELECT COUNT(DISTINCT text_hash) FROM chunks").fetchone()[0]
+        total = c.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        if total > 2 * used + 1000:
+            c.execute("DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)")
+
+
+def check_index_dir_writable(index_dir: Path) -> None:
+    parent = index_dir if index_dir.exists() else index_dir.parent
+    if not os.access(parent, os.W_OK):
+        raise CodesearchError(f"cannot write the index in {parent}; use --index-dir DIR "
+                              f"(or $CODESEARCH_INDEX_DIR) to put it somewhere writable")
+
+
+def embedding_matrix(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    return store.vectors_for_chunks()

