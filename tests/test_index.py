@@ -1,0 +1,185 @@
+"""The index on disk: incremental updates, crash safety, model records and ANN consistency.
+
+Uses all-MiniLM-L6-v2 (shipped by a PyPI package) as a small real model.
+"""
+
+import numpy as np
+import pytest
+
+from codesearch.ann import STAMP_FILE, exact_search
+from codesearch.embed import Embedder
+from codesearch.errors import IndexBusyError, ModelMismatchError
+from codesearch.indexer import Indexer
+from codesearch.models import spec_from_folder
+from codesearch.paths import index_dir_for
+from codesearch.search import Searcher
+from codesearch.store import Store, WriteLock
+
+FILES = {
+    "util/text.py": 'def slugify(title):\n    """Turn a title into a URL slug."""\n'
+                    '    return "-".join(title.lower().split())\n\n\n'
+                    'def count_words(text):\n    """Count the words in a text."""\n    return len(text.split())\n',
+    "util/mathx.py": 'def mean(values):\n    """Arithmetic mean of a list of numbers."""\n'
+                     '    return sum(values) / len(values)\n',
+    "scripts/deploy.sh": "#!/bin/sh\n# upload the build to the server\nrsync -a dist/ host:/srv/\n",
+}
+
+
+class CountingEmbedder:
+    """Wraps a real Embedder and counts what it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.embedded = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def embed_token_ids(self, token_ids, progress=None):
+        self.embedded += len(token_ids)
+        return self.inner.embed_token_ids(token_ids, progress)
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_folder):
+    return Embedder(spec_from_folder(minilm_folder, "minilm"), device="cpu")
+
+
+def run_index(repo, minilm, **kw):
+    counter = CountingEmbedder(minilm)
+    report = Indexer(repo, index_dir_for(repo)).run(
+        spec_for=lambda recorded: minilm.spec, embedder_for=lambda spec: counter, **kw)
+    return report, counter.embedded
+
+
+def units(repo):
+    store = Store(index_dir_for(repo)).open()
+    try:
+        return {(p, q) for p, q in store.conn.execute("SELECT path, qualname FROM units")}
+    finally:
+        store.close()
+
+
+def search(repo, minilm, question, k=3, **kw):
+    store = Store(index_dir_for(repo)).open()
+    try:
+        return [h.qualname for h in Searcher(store, embedder=minilm).search(question, k, **kw)]
+    finally:
+        store.close()
+
+
+def test_first_index_then_nothing_to_do(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    report, embedded = run_index(repo, minilm)
+    assert report.files == 3 and report.units == 4 and embedded == 4
+    assert units(repo) == {("util/text.py", "slugify"), ("util/text.py", "count_words"),
+                           ("util/mathx.py", "mean"), ("scripts/deploy.sh", "deploy.sh")}
+    assert (repo / ".codesearch" / ".gitignore").exists()  # the index never shows up in git status
+    report, embedded = run_index(repo, minilm)
+    assert report.files_parsed == 0 and embedded == 0
+
+
+def test_edit_delete_rename_reembed_only_what_changed(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    text = (repo / "util/text.py").read_text()
+    (repo / "util/text.py").write_text(text.replace("len(text.split())", "len(text.split()) + 0"))
+    (repo / "util/mathx.py").unlink()
+    (repo / "scripts/deploy.sh").rename(repo / "scripts/ship.sh")
+    report, embedded = run_index(repo, minilm)
+    # count_words changed; slugify unchanged; ship.sh's text changed only in its path line
+    assert embedded == 2
+    assert report.files_removed == 2  # mathx.py and deploy.sh
+    assert units(repo) == {("util/text.py", "slugify"), ("util/text.py", "count_words"),
+                           ("scripts/ship.sh", "ship.sh")}
+    assert "mean" not in search(repo, minilm, "average of numbers", k=5)
+
+
+def test_touch_without_change_reparses_nothing_embeds_nothing(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    p = repo / "util/text.py"
+    p.write_text(p.read_text())
+    report, embedded = run_index(repo, minilm)
+    assert embedded == 0 and report.files_parsed == 0
+
+
+def test_crash_while_embedding_keeps_previous_index_and_vectors(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    (repo / "util/new.py").write_text('def reverse_list(xs):\n    """Reverse a list."""\n    return xs[::-1]\n')
+    (repo / "util/mathx.py").write_text('def median(xs):\n    """Middle value."""\n    return sorted(xs)[len(xs)//2]\n')
+
+    class Boom(CountingEmbedder):
+        def embed_token_ids(self, token_ids, progress=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: minilm.spec,
+                                               embedder_for=lambda s: Boom(minilm))
+    assert ("util/mathx.py", "mean") in units(repo)  # old content still searchable
+    assert "mean" in search(repo, minilm, "arithmetic mean of numbers")
+    report, _ = run_index(repo, minilm)  # the next run completes the update
+    assert ("util/new.py", "reverse_list") in units(repo) and ("util/mathx.py", "mean") not in units(repo)
+
+
+def test_stale_ann_file_is_rebuilt_from_stored_vectors(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    (repo / ".codesearch" / STAMP_FILE).write_text('{"stamp": [0, 0], "dim": 384}')
+    assert search(repo, minilm, "make a url slug from a title")[0] == "slugify"
+
+
+def test_model_mismatch_is_refused_and_rebuild_switches(make_git_repo, minilm, minilm_folder):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    other = spec_from_folder(minilm_folder, "minilm")
+    other.query_prompt = "query: "
+    other.id = "other-model"
+    with pytest.raises(ModelMismatchError, match="--rebuild"):
+        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: other, embedder_for=lambda s: minilm,
+                                               model_requested=True)
+    Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: other, embedder_for=lambda s: minilm,
+                                           model_requested=True, rebuild=True)
+    store = Store(index_dir_for(repo)).open()
+    assert store.get_meta("model")["id"] == "other-model"
+    assert store.stats()["units"] == 4
+    store.close()
+    assert not (repo / ".codesearch" / "rebuild.tmp").exists()
+
+
+def test_two_writers_never_write_at_once(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    lock = WriteLock(index_dir_for(repo))
+    assert lock.acquire()
+    try:
+        with pytest.raises(IndexBusyError, match="pid"):
+            run_index(repo, minilm)
+    finally:
+        lock.release()
+    run_index(repo, minilm)
+
+
+def test_filters_apply_before_top_k(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    assert search(repo, minilm, "count words", k=1, langs=["bash"]) == ["deploy.sh"]
+    assert search(repo, minilm, "upload build", k=1, path_globs=["util/mathx.py"]) == ["mean"]
+    assert search(repo, minilm, "slug", k=5, path_globs=["util"], mode="lexical")[0] == "slugify"
+
+
+def test_hnsw_top10_matches_exact_search(make_git_repo, minilm):
+    files = {f"m{i}.py": "".join(f'def f{i}_{j}(x):\n    """Step {j} of pipeline {i}: {w}."""\n    return x\n\n'
+                                 for j, w in enumerate(["parse", "sort", "hash", "send", "retry", "cache"]))
+             for i in range(40)}
+    repo = make_git_repo(files)
+    run_index(repo, minilm)
+    store = Store(index_dir_for(repo)).open()
+    s = Searcher(store, embedder=minilm)
+    ids, mat = store.vectors_for_chunks()
+    queries = minilm.embed_queries(["sort items", "send a request", "compute hash", "retry on error", "x"])
+    for q in queries:
+        labels, _ = s.ann.search(q, 10)
+        exact, _ = exact_search(mat, ids, q, 10)
+        assert len(set(labels.tolist()) & set(exact.tolist())) >= 9
+    store.close()
