@@ -1,0 +1,61 @@
+"""Search quality on our own fixtures with the offline model (multilingual-e5-small).
+
+Every question in tests/questions/*.jsonl names the function that answers it; English
+and Chinese questions must each put it in the top 3 for at least 90% of the questions.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codesearch.indexer import Indexer
+from codesearch.models import offline_spec
+from codesearch.search import Searcher
+from codesearch.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = [json.loads(line) for p in sorted((ROOT / "tests" / "questions").glob("*.jsonl"))
+             for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def fixture_searcher(tmp_path_factory):
+    from codesearch.embed import Embedder
+
+    index_dir = tmp_path_factory.mktemp("fixture-index")
+    spec = offline_spec()
+    embedder = Embedder(spec, device="cpu")
+    Indexer(ROOT / "fixtures", index_dir).run(spec_for=lambda r: spec, embedder_for=lambda s: embedder)
+    store = Store(index_dir).open()
+    yield Searcher(store, embedder=embedder)
+    store.close()
+
+
+def _rank(searcher, question, q):
+    hits = searcher.search(question, k=10)
+    for i, h in enumerate(hits):
+        if h.path == q["path"] and h.qualname == q["qualname"]:
+            return i + 1
+    return None
+
+
+def test_there_are_enough_questions():
+    assert len(QUESTIONS) >= 40
+    assert all(q["en"] and q["zh"] for q in QUESTIONS)
+
+
+@pytest.mark.parametrize("field", ["en", "zh"])
+def test_top3_hit_rate(fixture_searcher, field):
+    ranks = {q[field]: _rank(fixture_searcher, q[field], q) for q in QUESTIONS}
+    misses = {k: v for k, v in ranks.items() if v is None or v > 3}
+    rate = 1 - len(misses) / len(ranks)
+    print(f"\n{field}: top-3 hit rate {rate:.3f} over {len(ranks)} questions; misses: {misses}")
+    assert rate >= 0.9, misses
+
+
+def test_every_fixture_question_target_exists(fixture_searcher):
+    conn = fixture_searcher.store.conn
+    known = set(conn.execute("SELECT path, qualname FROM units"))
+    missing = [(q["path"], q["qualname"]) for q in QUESTIONS if (q["path"], q["qualname"]) not in known]
+    assert not missing
