@@ -28,7 +28,8 @@ class Language:
     # unit's line range grows to cover them and leading comments are looked for above them.
     wrapper_types: tuple[str, ...] = ()
     # Nodes between a doc comment and its definition that are not part of the definition
-    # (Rust `#[...]` attributes): skipped when looking for the leading comment.
+    # (Rust `#[...]` attributes, decorators of JS/TS class members): skipped when looking
+    # for the leading comment.
     attribute_types: tuple[str, ...] = ()
     # Comment prefixes that mark a doc comment; empty means any adjacent comment counts.
     doc_prefixes: tuple[str, ...] = ()
@@ -51,13 +52,15 @@ LANGUAGES: dict[str, Language] = {
                  shebangs=("python",)),
         Language("javascript", "tree_sitter_javascript",
                  extensions=(".js", ".mjs", ".cjs", ".jsx"),
-                 wrapper_types=("export_statement",), pygments_name="javascript",
+                 wrapper_types=("export_statement",), attribute_types=("decorator",),
+                 pygments_name="javascript",
                  shebangs=("node",)),
         Language("typescript", "tree_sitter_typescript", entry="language_typescript",
-                 extensions=(".ts", ".mts", ".cts"),
-                 wrapper_types=("export_statement",), pygments_name="typescript"),
+                 extensions=(".ts", ".mts", ".cts"), wrapper_types=("export_statement",),
+                 attribute_types=("decorator",), pygments_name="typescript"),
         Language("tsx", "tree_sitter_typescript", entry="language_tsx", extensions=(".tsx",),
-                 wrapper_types=("export_statement",), pygments_name="tsx"),
+                 wrapper_types=("export_statement",), attribute_types=("decorator",),
+                 pygments_name="tsx"),
         Language("java", "tree_sitter_java", extensions=(".java",),
                  comment_types=("line_comment", "block_comment"), pygments_name="java"),
         Language("go", "tree_sitter_go", extensions=(".go",), pygments_name="go"),

