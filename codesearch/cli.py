@@ -83,10 +83,17 @@ def _resolve_spec(requested: str | None, recorded_id: str | None):
     return resolve_model(requested, warn=_stderr)
 
 
-def _load_embedder(spec, device: str, token_budget: int | None = None):
+def _load_embedder(spec, device: str, token_budget: int | None = None, spread: bool = False):
+    """The model on `device`, on its fastest path there (packed/compiled on CUDA, bf16 on CPUs
+    that have it; see codesearch/embed.py). spread=True (indexing): with several GPUs visible,
+    a pool with one worker per GPU (codesearch/multigpu.py)."""
     from .embed import Embedder
 
     try:
+        if spread:
+            from .multigpu import load_for_indexing
+
+            return load_for_indexing(spec, device, token_budget)
         return Embedder(spec, device=device, token_budget=token_budget)
     except (OSError, ValueError) as error:
         from .errors import ModelUnavailableError
@@ -143,7 +150,7 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
     def embedder_for(spec):
         if spec.id not in embedders:
             reporter.info(f"loading model {spec.id} ...")
-            embedders[spec.id] = _load_embedder(spec, device, batch_tokens)
+            embedders[spec.id] = _load_embedder(spec, device, batch_tokens, spread=True)
         return embedders[spec.id]
 
     report = Indexer(root, idx, max_file_size, reporter).run(
@@ -180,14 +187,17 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
 @click.option("--batch", "batch_file", type=click.File("r", encoding="utf-8"), default=None,
               help="Answer one question per line of FILE ('-' for stdin), printing JSON lines.")
 @click.option("--no-snippet", is_flag=True, help="Only locations and names.")
+@click.option("--daemon/--no-daemon", "use_daemon", default=True, show_default=True,
+              help="Answer through a warm background process for this index (env CODESEARCH_DAEMON=0 "
+                   "turns it off).")
 @_device_option
 @_index_dir_option
-def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_snippet, device, index_dir):
+def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_snippet, use_daemon,
+          device, index_dir):
     """Find the functions that answer QUESTION (English or Chinese)."""
+    from . import daemon
     from .languages import LANGUAGES
-    from .output import hits_json, render_hits, use_colour
-    from .search import Searcher
-    from .store import Store
+    from .paths import INDEX_FOLDER
 
     if not question and batch_file is None:
         raise CodesearchError('give a question, e.g. codesearch query "parse a config file", or --batch FILE')
@@ -195,10 +205,42 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
     if bad:
         raise CodesearchError(f"unknown language {bad[0]!r}; known: {', '.join(sorted(LANGUAGES))}")
     root, idx = _locate(repo, index_dir)
-    store = Store(idx)
-    if not store.exists():
+    if not (idx / "index.db").exists():
         raise NoIndexError(f"{root} has no index yet; run `codesearch index {root}` first")
-    store.open()
+    questions = [question] if batch_file is None else \
+        [line.rstrip("\n") for line in batch_file if line.strip()]
+    use_daemon = use_daemon and daemon.enabled()
+    results = None
+    if use_daemon:
+        reply = daemon.request(idx, {"op": "query", "questions": questions, "k": k, "mode": mode,
+                                     "langs": list(langs), "paths": list(paths), "model": model})
+        if reply and reply.get("ok"):
+            results = reply["results"]
+        elif reply and reply.get("error"):
+            raise CodesearchError(reply["error"])
+    if results is None:
+        results = [[h.to_json() for h in hits] for hits in
+                   _query_in_process(root, idx, questions, k, mode, langs, paths, model, device)]
+        if use_daemon:
+            daemon.start(idx, root, device)  # warm for the next query
+    if batch_file is not None:
+        for q, hits in zip(questions, results):
+            click.echo(json.dumps({"query": q, "results": hits}, ensure_ascii=False))
+        return
+    from .output import hits_json, render_hits, use_colour
+
+    hits = results[0]
+    if as_json:
+        click.echo(hits_json(hits))
+    else:
+        click.echo(render_hits(hits, use_colour(), show_snippet=not no_snippet))
+
+
+def _query_in_process(root, idx, questions, k, mode, langs, paths, model, device):
+    from .search import Searcher
+    from .store import Store
+
+    store = Store(idx).open()
     recorded = store.get_meta("model") or {}
 
     def loader():
@@ -213,19 +255,38 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
     if model is not None:
         loader()  # fail fast on a mismatch, before any search
     searcher = Searcher(store, embedder_loader=loader)
-    if batch_file is not None:
-        for line in batch_file:
-            q = line.rstrip("\n")
-            if not q.strip():
-                continue
-            hits = searcher.search(q, k, mode, list(langs) or None, list(paths) or None)
-            click.echo(json.dumps({"query": q, "results": [h.to_json() for h in hits]}, ensure_ascii=False))
-        return
-    hits = searcher.search(question, k, mode, list(langs) or None, list(paths) or None)
-    if as_json:
-        click.echo(hits_json(hits))
-    else:
-        click.echo(render_hits(hits, use_colour(), show_snippet=not no_snippet))
+    try:
+        return [searcher.search(q, k, mode, list(langs) or None, list(paths) or None) for q in questions]
+    finally:
+        store.close()
+
+
+@main.group()
+def daemon():
+    """The warm background process that answers repeated queries fast."""
+
+
+@daemon.command("stop")
+@_repo_option
+@_index_dir_option
+def daemon_stop(repo, index_dir):
+    """Stop this repository's background query process."""
+    from . import daemon as d
+
+    _root, idx = _locate(repo, index_dir)
+    click.echo("stopped" if d.stop(idx) else "not running")
+
+
+@daemon.command("status")
+@_repo_option
+@_index_dir_option
+def daemon_status(repo, index_dir):
+    """Whether a background query process serves this repository."""
+    from . import daemon as d
+
+    _root, idx = _locate(repo, index_dir)
+    reply = d.request(idx, {"op": "ping"}, timeout=5)
+    click.echo(f"running (pid {reply['pid']})" if reply and reply.get("ok") else "not running")
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -277,6 +338,8 @@ def _ago(seconds: float) -> str:
         return f"{int(seconds // 3600)} h"
     return f"{int(seconds // 86400)} days"
 
+
+from .cli_hooks import hook; main.add_command(hook)  # noqa: E402,E702 - `codesearch hook ...`
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

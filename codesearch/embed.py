@@ -96,7 +96,7 @@ class Embedder:
     arrays of unit rows."""
 
     def __init__(self, spec: ModelSpec, device: str = "auto", token_budget: int | None = None,
-                 dtype: str | None = None):
+                 dtype: str | None = None, fast: str | bool = "auto"):
         import torch
         import transformers
         from transformers import AutoModel, AutoTokenizer
@@ -107,7 +107,7 @@ class Embedder:
         self.device = pick_device(device)
         if self.device == "cpu":
             torch.set_num_threads(usable_cpus())
-        self.token_budget = token_budget or (65536 if self.device == "cuda" else 4096)
+        self.token_budget = token_budget or (65536 if self.device.startswith("cuda") else 4096)
         self.tokenizer = AutoTokenizer.from_pretrained(spec.source)
         torch_dtype = self._dtype(dtype)
         model = AutoModel.from_pretrained(spec.source, dtype=torch_dtype)
@@ -120,13 +120,46 @@ class Embedder:
         if self.pad_id is None:
             self.pad_id = self.eos_id if self.eos_id is not None else 0
         self.dim = spec.dims or int(getattr(model.config, "hidden_size"))
+        self.fast = None  # a faster runner for embed_token_ids, when one applies
+        self.path = "plain"  # what embed_token_ids runs: "plain", "packed", "packed+compiled", "cpu-..."
+        self.fast_note = ""
+        self._choose_fast_path(fast)
+
+    def _choose_fast_path(self, fast) -> None:
+        """Pick the fastest path this model and device allow; the plain loop stays the fallback.
+
+        fast: "auto" (default), False/"never" (plain loop only), or a path name to insist on.
+        $CODESEARCH_FAST=0 turns every fast path off."""
+        if fast in (False, "never", "plain") or os.environ.get("CODESEARCH_FAST", "1") in ("0", "no", "false"):
+            return
+        try:
+            if self.device.startswith("cuda"):
+                from .embed_gpu import make_packed_runner
+
+                runner, why = make_packed_runner(self)
+            elif self.device == "cpu":
+                from .embed_cpu import make_cpu_runner
+
+                runner, why = make_cpu_runner(self, fast)
+            else:
+                runner, why = None, f"no fast path for {self.device}"
+        except Exception as error:  # noqa: BLE001 - a fast path must never stop indexing
+            runner, why = None, f"fast path unavailable ({type(error).__name__}: {error})"
+        if runner is None:
+            self.fast_note = why
+            if fast not in ("auto", True):
+                raise ValueError(f"fast path {fast!r} is not available here: {why}")
+            log.info("plain embedding loop: %s", why)
+            return
+        self.fast = runner
+        self.path = runner.kind
 
     def _dtype(self, dtype: str | None):
         import torch
 
         if dtype:
             return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if self.device == "mps":
             return torch.float16
@@ -173,27 +206,78 @@ class Embedder:
         else:
             m = mask.unsqueeze(-1).to(hidden.dtype)
             vec = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
+        return self.pool_vectors(vec)
+
+    def pool_vectors(self, vec):
+        """One pooled row per input -> float32, Matryoshka-truncated, unit length."""
+        import torch
+
         vec = vec.float()
         if self.spec.dims:
             vec = vec[:, : self.spec.dims]
         return torch.nn.functional.normalize(vec, p=2, dim=1)
 
     def forward_ids(self, batch: list[list[int]]):
+        """The plain (reference) path: pad, run the stock transformers model, pool."""
         import torch
 
         ids, mask = self.pad(batch)
+        if self.device.startswith("cuda"):
+            ids, mask = ids.pin_memory(), mask.pin_memory()
         with torch.inference_mode():
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-            return self.pool(out.last_hidden_state, mask.to(self.device)).cpu().numpy()
+            ids = ids.to(self.device, non_blocking=True)
+            mask = mask.to(self.device, non_blocking=True)
+            out = self.model(input_ids=ids, attention_mask=mask)
+            return self.pool(out.last_hidden_state, mask).cpu().numpy()
 
-    # -- public ------------------------------------------------------------------------
-    def embed_token_ids(self, token_ids: list[list[int]], progress=None) -> np.ndarray:
+    def plain_embed_token_ids(self, token_ids: list[list[int]], progress=None) -> np.ndarray:
+        """The reference loop: length-sorted padded batches through the stock model."""
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         for batch in plan_batches([len(t) for t in token_ids], self.token_budget):
             out[batch] = self.forward_ids([token_ids[i] for i in batch])
             if progress:
                 progress(len(batch), sum(len(token_ids[i]) for i in batch))
         return out
+
+    # -- public ------------------------------------------------------------------------
+    def embed_token_ids(self, token_ids: list[list[int]], progress=None) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast.embed(token_ids, progress)
+        return self.plain_embed_token_ids(token_ids, progress)
+
+    def embed_stream(self, token_ids: list[list[int]], progress=None, slice_tokens: int = 262144):
+        """Yield (indices into token_ids, vectors) as they are computed, so a caller can store
+        them while the model works on the next ones. Same vectors as embed_token_ids."""
+        if self.fast is not None and hasattr(self.fast, "stream"):
+            yield from self.fast.stream(token_ids, progress)
+            return
+        order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+        start = 0
+        while start < len(order):
+            end, tokens = start, 0
+            while end < len(order) and (tokens < slice_tokens or end == start):
+                tokens += len(token_ids[order[end]])
+                end += 1
+            sel = order[start:end]
+            yield sel, self.embed_token_ids([token_ids[i] for i in sel], progress)
+            start = end
+
+    def plan(self, total_tokens: int) -> str:
+        """Get ready for a job of about `total_tokens` (e.g. compile when that pays off) and
+        say in one line how it will run."""
+        if self.fast is not None and hasattr(self.fast, "plan"):
+            return self.fast.plan(total_tokens)
+        return f"{self.path} loop" + (f" ({self.fast_note})" if self.fast_note else "")
+
+    def estimate_seconds(self, total_tokens: int) -> float | None:
+        """Rough time to embed `total_tokens` on this device, before starting; None if unknown."""
+        if self.fast is not None and hasattr(self.fast, "estimate_seconds"):
+            return self.fast.estimate_seconds(total_tokens)
+        if self.device == "cpu":
+            from .embed_cpu import estimate_cpu_rate
+
+            return total_tokens / estimate_cpu_rate(self)
+        return None
 
     def embed_documents(self, texts: list[str], progress=None) -> np.ndarray:
         if not texts:

@@ -225,17 +225,60 @@ class Indexer:
 
     def _embed(self, store: Store, embedder, missing: list[str], pieces: dict[str, str],
                report: IndexReport) -> None:
+        """Tokenise, say how long it should take, then embed on a background thread while this
+        thread commits each finished batch's vectors (a crash keeps them): the model never
+        waits for SQLite, and SQLite stays on the thread that opened it."""
+        import inspect
+        import queue
+        import threading
+
         rep = self.reporter
         token_ids = embedder.tokenize([embedder.spec.document_prompt + pieces[h] for h in missing])
         total_tokens = sum(len(t) for t in token_ids)
-        rep.start_embedding(len(missing), total_tokens, embedder.device)
+        estimate = None
+        if hasattr(embedder, "estimate_seconds"):
+            try:
+                estimate = embedder.estimate_seconds(total_tokens)
+            except Exception:  # noqa: BLE001 - an estimate is never worth failing for
+                estimate = None
+        if "estimate_s" in inspect.signature(rep.start_embedding).parameters:
+            rep.start_embedding(len(missing), total_tokens, embedder.device, estimate_s=estimate)
+        else:
+            rep.start_embedding(len(missing), total_tokens, embedder.device)
+        if hasattr(embedder, "plan"):  # may compile the model when the job is big enough
+            rep.info(embedder.plan(total_tokens))
         t0 = time.perf_counter()
-        # embed in slices so vectors are committed as we go (a crash keeps them)
-        order = sorted(range(len(missing)), key=lambda i: -len(token_ids[i]))
-        for start in range(0, len(order), EMBED_COMMIT_EVERY):
-            sel = order[start:start + EMBED_COMMIT_EVERY]
-            vecs = embedder.embed_token_ids([token_ids[i] for i in sel], progress=rep.embedded)
+
+        def batches():
+            if getattr(type(embedder), "embed_stream", None) is not None:
+                yield from embedder.embed_stream(token_ids, progress=rep.embedded)
+                return
+            order = sorted(range(len(missing)), key=lambda i: -len(token_ids[i]))
+            for start in range(0, len(order), EMBED_COMMIT_EVERY):
+                sel = order[start:start + EMBED_COMMIT_EVERY]
+                yield sel, embedder.embed_token_ids([token_ids[i] for i in sel], progress=rep.embedded)
+
+        done: queue.Queue = queue.Queue(maxsize=16)
+
+        def produce():
+            try:
+                for item in batches():
+                    done.put(item)
+                done.put(None)
+            except BaseException as error:  # noqa: BLE001 - handed to the committing thread
+                done.put(error)
+
+        worker = threading.Thread(target=produce, name="codesearch-embed", daemon=True)
+        worker.start()
+        while True:
+            item = done.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            sel, vecs = item
             store.put_vectors([missing[i] for i in sel], vecs)
+        worker.join()
         rep.done_embedding()
         report.embed_seconds = time.perf_counter() - t0
         report.chunks_embedded = len(missing)
@@ -251,7 +294,9 @@ class Indexer:
 
 
 def check_index_dir_writable(index_dir: Path) -> None:
-    parent = index_dir if index_dir.exists() else index_dir.parent
+    parent = index_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the first existing folder is where the index folder will be made
     if not os.access(parent, os.W_OK):
         raise CodesearchError(f"cannot write the index in {parent}; use --index-dir DIR "
                               f"(or $CODESEARCH_INDEX_DIR) to put it somewhere writable")
