@@ -1,0 +1,189 @@
+"""Every fast embedding path gives the reference path's vectors (on CPU).
+
+- the packed (padding-free) decoder forward, with the per-sequence reference attention in place
+  of the CUDA flash kernel: same layer arithmetic, RoPE restarting per sequence, last-token
+  pooling at each sequence's end, Matryoshka truncation, any batch split;
+- the arithmetic handed to torch.compile equals the eager arithmetic;
+- the CPU paths (bf16, int8) against the fp32 plain loop;
+- the multi-device pool: splitting, merging, and a real run over two CPU "devices".
+The GPU-only pieces (flash varlen kernel, compilation, CUDA graphs) are checked against the plain
+transformers forward by bench/embed_throughput.py on the GPU (min cosine in docs/bench/*.json).
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from qwen_tiny import build_tiny_qwen3  # noqa: E402
+
+from codesearch.embed import Embedder  # noqa: E402
+from codesearch.embed_gpu import PackedDecoder, make_packed_runner, pack_batches, reference_varlen  # noqa: E402
+from codesearch.models import spec_from_folder  # noqa: E402
+from codesearch.multigpu import MultiDeviceEmbedder, merge_results, split_work  # noqa: E402
+
+TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
+         "读取CSV并排序",
+         "x",
+         "class Backoff:\n    def call(self, fn):\n        for i in range(5):\n            try: return fn()\n"
+         "            except Exception: time.sleep(2 ** i)",
+         "SELECT name, count(*) FROM users GROUP BY name ORDER BY 2 DESC;" * 3,
+         "fn main() { println!(\"hello\"); }"]
+
+
+@pytest.fixture(scope="module")
+def qwen_folder(tmp_path_factory):
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3-fast"))
+
+
+@pytest.fixture(scope="module")
+def plain(qwen_folder):
+    return Embedder(spec_from_folder(qwen_folder, "tiny-qwen3"), device="cpu", fast="never")
+
+
+@pytest.fixture(scope="module")
+def token_ids(plain):
+    return plain.tokenize(TEXTS)
+
+
+def cos_min(a, b):
+    return float((a * b).sum(axis=1).min())
+
+
+def packed_runner(folder, dims=None, budget=4096):
+    spec = spec_from_folder(folder, "tiny-qwen3")
+    spec.dims = dims
+    emb = Embedder(spec, device="cpu", fast="never")
+    runner, why = make_packed_runner(emb, attention=reference_varlen)
+    assert runner is not None, why
+    runner.token_budget = budget
+    return emb, runner
+
+
+@pytest.mark.parametrize("budget", [4096, 40, 1])
+def test_packed_matches_plain(qwen_folder, plain, token_ids, budget):
+    ref = plain.plain_embed_token_ids(token_ids)
+    _, runner = packed_runner(qwen_folder, budget=budget)
+    ours = runner.embed(token_ids)
+    assert ours.shape == ref.shape
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert cos_min(ours, ref) > 0.9999
+
+
+def test_packed_streams_every_input_once_with_progress(qwen_folder, token_ids, plain):
+    _, runner = packed_runner(qwen_folder, budget=50)
+    seen, calls = [], []
+    out = np.zeros((len(token_ids), plain.dim), dtype=np.float32)
+    for sel, vecs in runner.stream(token_ids, progress=lambda n, t: calls.append((n, t))):
+        seen.extend(sel)
+        out[sel] = vecs
+    assert sorted(seen) == list(range(len(token_ids)))
+    assert sum(n for n, _ in calls) == len(token_ids)
+    assert sum(t for _, t in calls) == sum(len(t) for t in token_ids)
+    assert cos_min(out, plain.plain_embed_token_ids(token_ids)) > 0.9999
+
+
+def test_packed_matryoshka(qwen_folder):
+    spec = spec_from_folder(qwen_folder, "tiny-qwen3")
+    spec.dims = 32
+    ref = Embedder(spec, device="cpu", fast="never").embed_documents(TEXTS)
+    _, runner = packed_runner(qwen_folder, dims=32)
+    ours = runner.embed(Embedder(spec, device="cpu", fast="never").tokenize(TEXTS))
+    assert ours.shape == (len(TEXTS), 32)
+    assert cos_min(ours, ref) > 0.9999
+
+
+def test_positions_restart_per_sequence(qwen_folder, plain):
+    """The same text packed after a long one must embed exactly as alone."""
+    ids = plain.tokenize([TEXTS[3], TEXTS[0]])
+    _, runner = packed_runner(qwen_folder)
+    together = runner.embed(ids)
+    alone = runner.embed([ids[1]])
+    assert float(together[1] @ alone[0]) > 0.99999
+
+
+def test_compiled_arithmetic_equals_eager(qwen_folder, plain, token_ids):
+    """What goes to torch.compile (transformers' RMSNorm) gives the eager path's vectors."""
+    emb, runner = packed_runner(qwen_folder)
+    eager = runner.embed(token_ids)
+    packed = runner.packed
+    packed.pre_attn, packed.post_attn, packed.final = packed._to_compile
+    assert cos_min(runner.embed(token_ids), eager) > 0.99999
+    packed.uncompile()
+
+
+def test_embedder_refuses_packed_without_cuda_unless_auto(qwen_folder):
+    spec = spec_from_folder(qwen_folder, "tiny-qwen3")
+    emb = Embedder(spec, device="cpu", fast="never")
+    assert emb.path == "plain" and emb.fast is None
+    runner, why = make_packed_runner(emb)  # the flash kernel needs CUDA
+    assert runner is None and "CUDA" in why
+
+
+def test_pack_batches_respects_budget():
+    lengths = [5, 100, 7, 100, 50, 3, 60]
+    batches = pack_batches(lengths, token_budget=150)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert sum(lengths[i] for i in b) <= 150 or len(b) == 1
+
+
+@pytest.mark.parametrize("path,floor", [("bf16", 0.999), ("int8", 0.95)])
+def test_cpu_paths_match_fp32(qwen_folder, plain, token_ids, path, floor):
+    import torch
+
+    if path == "int8" and "fbgemm" not in torch.backends.quantized.supported_engines \
+            and "x86" not in torch.backends.quantized.supported_engines:
+        pytest.skip("no int8 engine in this torch")
+    emb = Embedder(spec_from_folder(qwen_folder, "tiny-qwen3"), device="cpu", fast=path)
+    assert emb.path == f"cpu-{path}"
+    assert cos_min(emb.embed_token_ids(token_ids), plain.plain_embed_token_ids(token_ids)) > floor
+
+
+def test_cpu_estimate_is_positive(plain):
+    from codesearch.embed_cpu import estimate_cpu_rate
+
+    rate = estimate_cpu_rate(plain)
+    assert rate > 0
+    assert plain.estimate_seconds(10_000) == pytest.approx(10_000 / rate, rel=0.5)
+
+
+# -- several devices --------------------------------------------------------------------------
+
+def test_split_work_covers_every_input_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 500, 1000).tolist()
+    tasks = split_work(lengths, task_tokens=4000)
+    flat = [i for t in tasks for i in t]
+    assert sorted(flat) == list(range(1000))
+    assert all(sum(lengths[i] for i in t) <= 4000 or len(t) == 1 for t in tasks)
+    assert split_work([10, 9000, 20], 100) == [[1], [2, 0]]
+
+
+def test_merge_results_in_any_order():
+    vecs = np.arange(12, dtype=np.float32).reshape(6, 2)
+    pieces = [([4, 5], vecs[[4, 5]]), ([0], vecs[[0]]), ([3, 1, 2], vecs[[3, 1, 2]])]
+    assert np.array_equal(merge_results(6, 2, pieces), vecs)
+    with pytest.raises(ValueError, match="never"):
+        merge_results(6, 2, pieces[:2])
+    with pytest.raises(ValueError, match="twice"):
+        merge_results(6, 2, pieces + [([0], vecs[[0]])])
+
+
+def test_pool_over_two_cpu_workers_matches_one(qwen_folder, plain, token_ids):
+    """One local device and one spawned worker process share the job; same vectors, same order."""
+    spec = spec_from_folder(qwen_folder, "tiny-qwen3")
+    many = (token_ids * 8)[:40]
+    ref = plain.plain_embed_token_ids(many)
+    notes = []
+    pool = MultiDeviceEmbedder(spec, ["cpu", "cpu"], min_tokens=0, task_tokens=60, notice=notes.append)
+    try:
+        done = []
+        out = pool.embed_token_ids(many, progress=lambda n, t: done.append(n))
+        assert sum(done) == len(many)
+        assert cos_min(out, ref) > 0.999
+        assert pool.embed_queries([TEXTS[0]]).shape == (1, plain.dim)
+    finally:
+        pool.close()
