@@ -890,10 +890,12 @@ def status_report(root: Path, index_dir: str | None = None) -> dict:
     directory = hooks_dir(root)
     idx = index_dir_for(root, index_dir)
     hooks = {}
+    sync_config = sync_configured(root)
     for name in HOOK_NAMES:
         info = inspect_hook(directory, name)
+        sync = "--sync" in info.options or (sync_config and "--background" not in info.options)
         hooks[name] = {"path": str(info.path), "installed": info.installed,
-                       "mode": ("sync" if "--sync" in info.options else "background") if info.installed else None,
+                       "mode": ("sync" if sync else "background") if info.installed else None,
                        "own_hook_kept": info.installed and not info.created,
                        "problem": info.problem or None}
     has_index = (idx / INDEX_DB).exists()
