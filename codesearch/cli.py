@@ -187,12 +187,14 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
 @click.option("--batch", "batch_file", type=click.File("r", encoding="utf-8"), default=None,
               help="Answer one question per line of FILE ('-' for stdin), printing JSON lines.")
 @click.option("--no-snippet", is_flag=True, help="Only locations and names.")
+@click.option("--translate/--no-translate", default=True, show_default=True,
+              help="Also search with an English rendering of a Chinese question.")
 @click.option("--daemon/--no-daemon", "use_daemon", default=True, show_default=True,
               help="Answer through a warm background process for this index (env CODESEARCH_DAEMON=0 "
                    "turns it off).")
 @_device_option
 @_index_dir_option
-def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_snippet, use_daemon,
+def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_snippet, translate, use_daemon,
           device, index_dir):
     """Find the functions that answer QUESTION (English or Chinese)."""
     from . import daemon
@@ -213,14 +215,15 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
     results = None
     if use_daemon:
         reply = daemon.request(idx, {"op": "query", "questions": questions, "k": k, "mode": mode,
-                                     "langs": list(langs), "paths": list(paths), "model": model})
+                                     "langs": list(langs), "paths": list(paths), "model": model,
+                                     "translate": translate})
         if reply and reply.get("ok"):
             results = reply["results"]
         elif reply and reply.get("error"):
             raise CodesearchError(reply["error"])
     if results is None:
         results = [[h.to_json() for h in hits] for hits in
-                   _query_in_process(root, idx, questions, k, mode, langs, paths, model, device)]
+                   _query_in_process(root, idx, questions, k, mode, langs, paths, model, device, translate)]
         if use_daemon:
             daemon.start(idx, root, device)  # warm for the next query
     if batch_file is not None:
@@ -236,7 +239,7 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
         click.echo(render_hits(hits, use_colour(), show_snippet=not no_snippet))
 
 
-def _query_in_process(root, idx, questions, k, mode, langs, paths, model, device):
+def _query_in_process(root, idx, questions, k, mode, langs, paths, model, device, translate=True):
     from .search import Searcher
     from .store import Store
 
@@ -254,7 +257,7 @@ def _query_in_process(root, idx, questions, k, mode, langs, paths, model, device
 
     if model is not None:
         loader()  # fail fast on a mismatch, before any search
-    searcher = Searcher(store, embedder_loader=loader)
+    searcher = Searcher(store, embedder_loader=loader, translate=translate)
     try:
         return [searcher.search(q, k, mode, list(langs) or None, list(paths) or None) for q in questions]
     finally:

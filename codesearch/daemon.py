@@ -142,6 +142,7 @@ class Server:
         if req.get("model") and req["model"] != self.embedder.spec.id:
             return {"ok": False, "fallback": True}
         out = []
+        self.searcher.translate = bool(req.get("translate", True))
         for q in req.get("questions", []):
             hits = self.searcher.search(q, req.get("k", 10), req.get("mode", "hybrid"),
                                         req.get("langs") or None, req.get("paths") or None)

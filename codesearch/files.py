@@ -17,10 +17,13 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .languages import Language, language_for_path
+from .languages import LANGUAGES, Language, language_for_path
 from .paths import INDEX_FOLDER
 
 DEFAULT_MAX_FILE_SIZE = 1_000_000
+# C++-only syntax that marks a `.h` header as C++ rather than C
+_CPP_HEADER = re.compile(rb"^\s*(namespace\s+\w+\s*\{|class\s+\w+[^;]*\{|template\s*<|public:|private:|"
+                         rb"#include\s*<(string|vector|map|memory|cstdint|cstddef|atomic|iostream)>)", re.M)
 ALWAYS_SKIPPED_DIRS = {".git", INDEX_FOLDER, ".hg", ".svn"}
 
 
@@ -191,6 +194,10 @@ def discover(root: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         if lang is None and st.st_size and "." not in os.path.basename(rel):
             head = _head(full)
             lang = language_for_path(rel, head.split(b"\n", 1)[0])
+        if lang is not None and lang.name == "c" and rel.endswith(".h"):
+            head = _head(full, 65536)
+            if _CPP_HEADER.search(head):
+                lang = LANGUAGES["cpp"]  # `.h` is shared by C and C++: look inside
         if lang is None:
             continue
         if st.st_size > max_file_size:

@@ -49,6 +49,21 @@ class IndexReport:
     tokens: int = 0
 
 
+EXTRACTOR_VERSION = "1"
+
+
+def extraction_fingerprint() -> str:
+    """Changes whenever the grammars or the extractor change, so an upgrade re-extracts."""
+    import hashlib
+
+    from .languages import grammars_dir
+
+    h = hashlib.sha1(EXTRACTOR_VERSION.encode())
+    for path in sorted(grammars_dir().glob("*.scm")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 class Reporter:
     """Where the indexer reports; the CLI supplies one that draws a progress line."""
 
@@ -129,8 +144,14 @@ class Indexer:
 
         deleted = [p for p in known if p not in current and (scope is None or p in scope)]
         changed: dict[str, tuple[str, list[Unit]]] = {}
+        fingerprint = extraction_fingerprint()
+        if store.get_meta("extraction") != fingerprint:
+            known = {}  # grammars or extractor changed: re-extract every file (vectors are still reused)
+        languages = dict(store.conn.execute("SELECT path, language FROM files"))
         for f in found.files:
             old = known.get(f.path)
+            if old is not None and languages.get(f.path) != f.language.name:
+                old = None  # the file's language changed (e.g. a .h header found to be C++)
             if old is not None and old[1] == f.size and old[2] == f.mtime_ns:
                 continue  # same size and mtime: not even read
             try:
@@ -206,6 +227,7 @@ class Indexer:
             meta["dim"] = dim
             store.set_meta("model", meta)
             store.set_meta("updated_at", time.time())
+            store.set_meta("extraction", fingerprint)
             store.set_meta("repo", str(self.repo))
             self._collect_garbage(c)
 

@@ -28,6 +28,44 @@ what which when where do does i we you my me into as at if not no all any can ge
 using use""".split())
 
 
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_SECONDARY_DIRS = {"test", "tests", "__tests__", "testing", "spec", "specs", "testdata", "fixtures",
+                   "examples", "example", "samples", "benchmark", "benchmarks", "bench", "vendor",
+                   "third_party", "thirdparty", "external", "node_modules", "dist", "build", "generated",
+                   "gen", "mocks", "mock"}
+_SECONDARY_FILE = re.compile(
+    r"(^test_.*|.*_test\.\w+|.*_tests?\.py|.*Tests?\.(java|cs|kt|scala|swift|php)|.*\.(test|spec)\.[jt]sx?"
+    r"|.*\.min\.js|.*\.pb\.go|.*_pb2\.py|.*\.generated\.\w+|.*_generated\.\w+)$")
+
+
+def is_secondary_path(path: str) -> bool:
+    """Tests, examples, vendored and generated code, judged by path alone."""
+    parts = path.split("/")
+    if any(p.lower() in _SECONDARY_DIRS or p.lower().endswith((".tests", ".test", "tests")) for p in parts[:-1]):
+        return True
+    return bool(_SECONDARY_FILE.match(parts[-1]))
+
+
+@dataclass
+class RankWeights:
+    """How the candidate lists are fused; chosen on the development benchmark (docs/quality.md)."""
+
+    semantic: float = 1.0
+    translated: float = 1.0  # the English rendering of a Chinese question
+    lexical: float = 1.0
+    lexical_zh: float = 1.0
+    rrf_k: int = RRF_K
+    secondary: float = 0.8  # factor on tests/vendored/generated code
+    fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
+
+
+@dataclass
+class QueryPlan:
+    texts: list[str]
+    terms: list[str]
+    is_chinese: bool = False
+
+
 @dataclass
 class Hit:
     path: str
@@ -76,9 +114,24 @@ def rrf(rankings: list[list[int]], weights: list[float] | None = None, k: int = 
     return fused
 
 
+def convex(scored_lists: list[list[tuple[int, float]]], weights: list[float]) -> dict[int, float]:
+    """Weighted sum of scores min-max normalised within each list (absent: 0)."""
+    fused: dict[int, float] = {}
+    for items, w in zip(scored_lists, weights):
+        if not items:
+            continue
+        values = [v for _, v in items]
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or 1.0
+        for uid, v in items:
+            fused[uid] = fused.get(uid, 0.0) + w * (v - lo) / span
+    return fused
+
+
 class Searcher:
-    def __init__(self, store: Store, embedder=None, embedder_loader=None):
+    def __init__(self, store: Store, embedder=None, embedder_loader=None, translate: bool = True):
         self.store = store
+        self.translate = translate
         self._embedder = embedder
         self._loader = embedder_loader
         meta = store.get_meta("model")
@@ -90,6 +143,7 @@ class Searcher:
             # stale or missing graph (e.g. a crash after the database commit): rebuild in memory
             self.ann.build(*store.vectors_for_chunks())
         self._unit_of_chunk: dict[int, int] | None = None
+        self._secondary: set[int] | None = None
 
     @property
     def embedder(self):
@@ -144,28 +198,77 @@ class Searcher:
         out = [(uid, -s) for uid, s in rows if allowed_units is None or uid in allowed_units]
         return out[:n]
 
+    def plan(self, query: str) -> "QueryPlan":
+        """What to look for: the question itself and, for a Chinese question, its English rendering."""
+        plan = QueryPlan(texts=[query], terms=lexical_terms(query))
+        if _CJK.search(query):
+            plan.is_chinese = True
+            if not self.translate:
+                return plan
+            try:
+                from .zh import translate
+            except ImportError:  # pragma: no cover - zh support is optional at import time
+                return plan
+            tr = translate(query)
+            if tr.english and tr.english != query:
+                plan.texts.append(tr.english)
+            plan.terms = list(dict.fromkeys(plan.terms + [t.lower() for t in tr.terms]))
+        return plan
+
+    def candidates(self, plan: "QueryPlan", pool: int, mode: str, allowed: set[int] | None):
+        """Best-first unit lists: one semantic list per query text, then the lexical list."""
+        sem_lists: list[list[tuple[int, float]]] = []
+        if mode in ("semantic", "hybrid"):
+            vectors = self.embedder.embed_queries(plan.texts)
+            sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
+        lex = self.lexical(plan.terms, pool, allowed) if mode in ("lexical", "hybrid") else []
+        return sem_lists, lex
+
+    def rank(self, plan, sem_lists, lex, mode: str, weights: "RankWeights | None" = None):
+        """Fuse the candidate lists into one best-first [(unit id, score)] list."""
+        w = weights or RankWeights()
+        if mode == "lexical":
+            ranked = lex
+        elif mode == "semantic" and len(sem_lists) == 1:
+            ranked = sem_lists[0]
+        else:
+            lists, ws = [], []
+            for i, sem in enumerate(sem_lists):
+                lists.append([u for u, _ in sem])
+                ws.append(w.semantic if i == 0 else w.translated)
+            if mode == "hybrid":
+                lists.append([u for u, _ in lex])
+                ws.append(w.lexical_zh if plan.is_chinese else w.lexical)
+            if w.fusion == "convex":
+                scored = [sem for sem in sem_lists] + ([lex] if mode == "hybrid" else [])
+                fused = convex(scored, ws)
+                best_possible = sum(ws)
+            else:
+                fused = rrf(lists, ws, w.rrf_k)
+                best_possible = sum(ws) / (w.rrf_k + 1)  # first in every list
+            ranked = sorted(((u, s / best_possible) for u, s in fused.items()), key=lambda x: -x[1])
+        if w.secondary < 1.0 and ranked:
+            secondary = self.secondary_units()
+            ranked = sorted(((u, s * (w.secondary if u in secondary else 1.0)) for u, s in ranked),
+                            key=lambda x: -x[1])
+        return ranked
+
+    def secondary_units(self) -> set[int]:
+        """Units in tests, examples, vendored or generated code: ranked below source, never hidden."""
+        if self._secondary is None:
+            rows = self.store.conn.execute("SELECT id, path FROM units")
+            self._secondary = {uid for uid, path in rows if is_secondary_path(path)}
+        return self._secondary
+
     def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
-               path_globs: list[str] | None = None) -> list[Hit]:
+               path_globs: list[str] | None = None, weights: "RankWeights | None" = None) -> list[Hit]:
         allowed = self.allowed_units(langs, path_globs)
         if allowed is not None and not allowed:
             return []
-        pool = max(50, 5 * k)
-        sem: list[tuple[int, float]] = []
-        lex: list[tuple[int, float]] = []
-        if mode in ("semantic", "hybrid"):
-            sem = self.semantic(self.embedder.embed_queries([query]), pool, allowed)
-        if mode in ("lexical", "hybrid"):
-            lex = self.lexical(lexical_terms(query), pool, allowed)
-        if mode == "semantic":
-            ranked = sem
-        elif mode == "lexical":
-            ranked = lex
-        else:
-            weights = [1.0, 1.0]
-            fused = rrf([[u for u, _ in sem], [u for u, _ in lex]], weights)
-            best_possible = sum(weights) / (RRF_K + 1)  # first in every list
-            ranked = sorted(((u, s / best_possible) for u, s in fused.items()), key=lambda x: -x[1])
-        sem_scores = dict(sem)
+        plan = self.plan(query)
+        sem_lists, lex = self.candidates(plan, max(50, 5 * k), mode, allowed)
+        ranked = self.rank(plan, sem_lists, lex, mode, weights)
+        sem_scores = dict(sem_lists[0]) if sem_lists else {}
         return self.hits([u for u, _ in ranked[:k]], dict(ranked), sem_scores)
 
     def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float]) -> list[Hit]:

@@ -79,3 +79,10 @@ def test_ignore_rules_semantics():
     assert rules.ignored("root_only.py", False) and not rules.ignored("sub/root_only.py", False)
     assert rules.ignored("docs/a/b/draft.md", False) and rules.ignored("docs/draft.md", False)
     assert rules.ignored("x/tmp", True) and not rules.ignored("x/tmp", False)
+
+
+def test_h_headers_are_cpp_when_they_use_cpp(tmp_path):
+    (tmp_path / "c_api.h").write_text("#include <stdio.h>\nint add(int a, int b);\n")
+    (tmp_path / "cache.h").write_text("#include <string>\nnamespace db {\nclass Cache {\n public:\n};\n}\n")
+    langs = {f.path: f.language.name for f in discover(tmp_path).files}
+    assert langs == {"c_api.h": "c", "cache.h": "cpp"}
