@@ -107,7 +107,11 @@ class Indexer:
             store.open(create=True)
             try:
                 recorded = store.get_meta("model")
-                spec = spec_for(None if (model_requested or recorded is None) else recorded["id"])
+                previous = self._previous_model() if rebuild else None
+                keep = recorded or previous  # a rebuild without --model keeps the index's model
+                spec = spec_for(None if (model_requested or keep is None) else keep["id"])
+                if previous is not None and models_match(spec, previous):
+                    self._reuse_vectors(store)
                 if recorded is not None and not models_match(spec, recorded):
                     raise ModelMismatchError(
                         f"this index was built with model {recorded['id']}, not {spec.id}; "
@@ -119,6 +123,29 @@ class Indexer:
                 self._swap_in(target)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _previous_model(self) -> dict | None:
+        """The live index's model record, if it can be read (a rebuild may be fixing corruption)."""
+        old = Store(self.index_dir)
+        if not old.exists():
+            return None
+        try:
+            old.open()
+            return old.get_meta("model")
+        except CodesearchError:
+            return None
+        finally:
+            old.close()
+
+    def _reuse_vectors(self, store: Store) -> None:
+        """Copy the live index's vectors into a rebuild with the same model: nothing is embedded twice."""
+        try:
+            store.conn.execute("ATTACH DATABASE ? AS old", (str(self.index_dir / DB_NAME),))
+            with store.transaction() as c:
+                c.execute("INSERT OR IGNORE INTO vectors SELECT text_hash, vector FROM old.vectors")
+            store.conn.execute("DETACH DATABASE old")
+        except Exception as error:  # noqa: BLE001 - a damaged old index only means re-embedding
+            self.reporter.warn(f"warning: could not reuse vectors of the old index ({error}); re-embedding")
 
     def _swap_in(self, built: Path) -> None:
         """Replace the live index files with a completed rebuild."""

@@ -183,3 +183,11 @@ def test_hnsw_top10_matches_exact_search(make_git_repo, minilm):
         exact, _ = exact_search(mat, ids, q, 10)
         assert len(set(labels.tolist()) & set(exact.tolist())) >= 9
     store.close()
+
+
+def test_rebuild_with_same_model_reuses_vectors(make_git_repo, minilm):
+    repo = make_git_repo(FILES)
+    run_index(repo, minilm)
+    report, embedded = run_index(repo, minilm, rebuild=True)
+    assert embedded == 0 and report.units == 4
+    assert search(repo, minilm, "make a url slug from a title")[0] == "slugify"
