@@ -52,8 +52,8 @@ class RankWeights:
 
     semantic: float = 1.0
     translated: float = 1.0  # the English rendering of a Chinese question
-    lexical: float = 1.0
-    lexical_zh: float = 1.0
+    lexical: float = 0.7
+    lexical_zh: float = 0.7
     rrf_k: int = RRF_K
     secondary: float = 0.8  # factor on tests/vendored/generated code
     fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
@@ -218,11 +218,49 @@ class Searcher:
     def candidates(self, plan: "QueryPlan", pool: int, mode: str, allowed: set[int] | None):
         """Best-first unit lists: one semantic list per query text, then the lexical list."""
         sem_lists: list[list[tuple[int, float]]] = []
+        vectors = None
         if mode in ("semantic", "hybrid"):
             vectors = self.embedder.embed_queries(plan.texts)
             sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
         lex = self.lexical(plan.terms, pool, allowed) if mode in ("lexical", "hybrid") else []
+        if mode == "hybrid":
+            sem_lists, lex = self.complete(vectors, plan.terms, sem_lists, lex)
         return sem_lists, lex
+
+    def complete(self, vectors: np.ndarray, terms: list[str], sem_lists, lex):
+        """Score every candidate on every signal, so fusion compares real scores, not absences.
+
+        A unit that only BM25 found gets its true cosine (from the stored vectors), and one that
+        only the embedding found gets its true BM25 (0 when no term matches).
+        """
+        union = {u for lst in sem_lists for u, _ in lst} | {u for u, _ in lex}
+        if not union:
+            return sem_lists, lex
+        units = sorted(union)
+        chunks_of: dict[int, list[int]] = {}
+        for c, u in self.chunk_units().items():
+            if u in union:
+                chunks_of.setdefault(u, []).append(c)
+        ids, mat = self.store.vectors_for_chunks([c for u in units for c in chunks_of.get(u, [])])
+        row_unit = [self.chunk_units()[int(c)] for c in ids]
+        out_sem = []
+        for vec in vectors:
+            sims = mat @ vec.astype(np.float32) if len(ids) else np.zeros(0)
+            best: dict[int, float] = {}
+            for u, v in zip(row_unit, sims.tolist()):
+                if v > best.get(u, -2.0):
+                    best[u] = v
+            out_sem.append(sorted(best.items(), key=lambda x: -x[1]))
+        lex_scores = dict(lex)
+        missing = [u for u in units if u not in lex_scores]
+        if terms and missing:
+            match = " OR ".join('"%s"' % t.replace('"', '""') for t in terms)
+            sql = ("SELECT rowid, bm25(units_fts, 10.0, 2.0, 4.0, 1.0) FROM units_fts WHERE units_fts MATCH ? "
+                   "AND rowid IN (%s)" % ",".join("?" * len(missing)))
+            for uid, score in self.store.conn.execute(sql, [match, *missing]):
+                lex_scores[uid] = -score
+        out_lex = sorted(((u, lex_scores.get(u, 0.0)) for u in units), key=lambda x: -x[1])
+        return out_sem, out_lex
 
     def rank(self, plan, sem_lists, lex, mode: str, weights: "RankWeights | None" = None):
         """Fuse the candidate lists into one best-first [(unit id, score)] list."""
