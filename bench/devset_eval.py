@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codesearch.search import RankWeights, Searcher  # noqa: E402
+from codesearch.search import RankWeights, Searcher, candidate_pool  # noqa: E402
 from codesearch.paths import index_dir_for  # noqa: E402
 from codesearch.store import Store  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> int:
                 if not q.get(field):
                     continue
                 plan = s.plan(q[field])
-                sem, lex = s.candidates(plan, 60, args.mode, None)
+                sem, lex = s.candidates(plan, candidate_pool(args.k), args.mode, None)
                 for name, w in configs:
                     ranked = s.rank(plan, sem, lex, args.mode, w)[: args.k]
                     hits = s.hits([u for u, _ in ranked], dict(ranked), {})
