@@ -249,11 +249,13 @@ def _query_in_process(root, idx, questions, k, mode, langs, paths, model, device
     def loader():
         from .indexer import models_match
 
+        from .embed_light import light_query_embedder
+
         spec = _resolve_spec(model, recorded.get("id"))
         if not models_match(spec, recorded):
             raise ModelMismatchError(f"the index was built with {recorded.get('id')}, not {spec.id}; "
                                      f"query without --model, or run `codesearch index --rebuild --model {spec.id}`")
-        return _load_embedder(spec, device)
+        return light_query_embedder(spec, device) or _load_embedder(spec, device)
 
     if model is not None:
         loader()  # fail fast on a mismatch, before any search
