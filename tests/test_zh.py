@@ -36,6 +36,7 @@ def zh_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CODESEARCH_CACHE", str(cache))
         mp.setattr(zh, "_cedict", None)
+        mp.setattr(zh, "_jieba", None)  # another test may have loaded them from the real cache
         yield cache
 
 
