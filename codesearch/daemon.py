@@ -44,6 +44,17 @@ def socket_path(index_dir: Path) -> Path:
     return folder / f"{digest}.sock"
 
 
+def _read_line(sock) -> bytes:
+    """One newline-terminated message (or whatever came before the peer closed)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 # -- client --------------------------------------------------------------------------------
 
 def request(index_dir: Path, payload: dict, timeout: float = 60.0) -> dict | None:
@@ -56,12 +67,7 @@ def request(index_dir: Path, payload: dict, timeout: float = 60.0) -> dict | Non
     try:
         sock.connect(str(path))
         sock.sendall(json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            data += chunk
+        data = _read_line(sock)
     except OSError:
         return None
     finally:
@@ -188,13 +194,7 @@ class Server:
                 with conn:
                     conn.settimeout(30)
                     try:
-                        data = b""
-                        while not data.endswith(b"\n"):
-                            chunk = conn.recv(1 << 20)
-                            if not chunk:
-                                break
-                            data += chunk
-                        req = json.loads(data or b"{}")
+                        req = json.loads(_read_line(conn) or b"{}")
                         if req.get("op") == "stop":
                             conn.sendall(b'{"ok": true}\n')
                             break

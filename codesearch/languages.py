@@ -146,5 +146,19 @@ def load_query(name: str):
     """Compile grammars/<name>.scm against its grammar (cached)."""
     import tree_sitter
 
+    return tree_sitter.Query(load_grammar(name), query_source(name))
+
+
+def query_source(name: str) -> str:
+    """The text of grammars/<name>.scm with the files it inherits from in front of it.
+
+    A first line `; inherits: typescript` pulls in another language's patterns (the
+    convention of nvim-treesitter's query files), so a grammar that extends another, such as
+    TSX over TypeScript, does not repeat its patterns.
+    """
     source = (grammars_dir() / f"{name}.scm").read_text(encoding="utf-8")
-    return tree_sitter.Query(load_grammar(name), source)
+    first = source.lstrip().split("\n", 1)[0]
+    if first.startswith("; inherits:"):
+        parents = [p.strip() for p in first.split(":", 1)[1].split(",") if p.strip()]
+        return "\n".join([*(query_source(p) for p in parents), source])
+    return source

@@ -58,7 +58,7 @@ def render_hits(hits: list[dict], colour: bool, show_snippet: bool = True) -> st
                 num = str(h["start_line"] + n).rjust(width)
                 lines.append(("    " + click.style(num, dim=True) + " │ " if colour else f"    {num} | ") + line)
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+    return ("\n\n" if show_snippet else "\n").join(blocks)
 
 
 def hits_json(hits: list[dict]) -> str:
