@@ -8,7 +8,6 @@ one `error:` line and a non-zero exit code, not a traceback.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_options import device_option, index_dir_option, repo_option
 from .errors import CodesearchError, ModelMismatchError, NoIndexError
 
 
@@ -43,20 +43,9 @@ class _Main(click.Group):
             raise
 
 
-def _repo_option(f):
-    return click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="Repository to search (default: the one around the current folder).")(f)
-
-
-def _index_dir_option(f):
-    return click.option("--index-dir", default=None, envvar="CODESEARCH_INDEX_DIR",
-                        help="Keep indexes under this folder instead of <repo>/.codesearch "
-                             "(env CODESEARCH_INDEX_DIR).")(f)
-
-
-def _device_option(f):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-                        show_default=True, help="Where the model runs.")(f)
+_repo_option = repo_option("Repository to search (default: the one around the current folder).")
+_index_dir_option = index_dir_option()
+_device_option = device_option()
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -199,7 +188,6 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
     """Find the functions that answer QUESTION (English or Chinese)."""
     from . import daemon
     from .languages import LANGUAGES
-    from .paths import INDEX_FOLDER
 
     if not question and batch_file is None:
         raise CodesearchError('give a question, e.g. codesearch query "parse a config file", or --batch FILE')

@@ -13,22 +13,13 @@ from pathlib import Path
 import click
 
 from . import hooks as _hooks
+from .cli_options import device_option, index_dir_option, repo_option
 
 
-def _repo_option(f):
-    return click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="The repository (default: the one around the current folder).")(f)
-
-
-def _index_dir_option(f):
-    return click.option("--index-dir", default=None, envvar="CODESEARCH_INDEX_DIR",
-                        help="Indexes live under this folder, as for `codesearch index --index-dir` "
-                             "(env CODESEARCH_INDEX_DIR).")(f)
-
-
-def _device_option(f):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-                        show_default=True, help="Where the model runs when the hook re-embeds.")(f)
+_repo_option = repo_option("The repository (default: the one around the current folder).")
+_index_dir_option = index_dir_option("Indexes live under this folder, as for `codesearch index --index-dir` "
+                                     "(env CODESEARCH_INDEX_DIR).")
+_device_option = device_option("Where the model runs when the hook re-embeds.")
 
 
 @click.group()

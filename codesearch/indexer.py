@@ -158,7 +158,6 @@ class Indexer:
         shutil.rmtree(built, ignore_errors=True)
 
     def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool) -> IndexReport:
-        rep = self.reporter
         report = IndexReport(model=spec.id)
         found = discover(self.repo, self.max_file_size, only=only)
         report.skipped = found.skipped

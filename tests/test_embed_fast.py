@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from qwen_tiny import build_tiny_qwen3  # noqa: E402
 
 from codesearch.embed import Embedder  # noqa: E402
-from codesearch.embed_gpu import PackedDecoder, make_packed_runner, pack_batches, reference_varlen  # noqa: E402
+from codesearch.embed_gpu import make_packed_runner, pack_batches, reference_varlen  # noqa: E402
 from codesearch.models import spec_from_folder  # noqa: E402
 from codesearch.multigpu import MultiDeviceEmbedder, merge_results, split_work  # noqa: E402
 

@@ -1,6 +1,5 @@
 """The torch-free query path for e5-small indexes agrees with the transformers path."""
 
-import numpy as np
 import pytest
 
 from codesearch.embed import Embedder

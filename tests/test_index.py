@@ -3,7 +3,6 @@
 Uses all-MiniLM-L6-v2 (shipped by a PyPI package) as a small real model.
 """
 
-import numpy as np
 import pytest
 
 from codesearch.ann import STAMP_FILE, exact_search
