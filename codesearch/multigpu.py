@@ -40,19 +40,9 @@ def visible_gpus() -> list[str]:
 def split_work(lengths: list[int], task_tokens: int) -> list[list[int]]:
     """Indices in tasks of about `task_tokens` real tokens, longest inputs first. Every index
     appears in exactly one task; a task holds at least one input."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    tasks: list[list[int]] = []
-    current: list[int] = []
-    total = 0
-    for i in order:
-        if current and total + lengths[i] > task_tokens:
-            tasks.append(current)
-            current, total = [], 0
-        current.append(i)
-        total += lengths[i]
-    if current:
-        tasks.append(current)
-    return tasks
+    from .embed_gpu import pack_batches  # the same greedy grouping as packed batches
+
+    return pack_batches(lengths, task_tokens, max_seqs=len(lengths) or 1)
 
 
 def merge_results(n: int, dim: int, results) -> np.ndarray:
