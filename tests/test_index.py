@@ -190,3 +190,25 @@ def test_rebuild_with_same_model_reuses_vectors(make_git_repo, minilm):
     report, embedded = run_index(repo, minilm, rebuild=True)
     assert embedded == 0 and report.units == 4
     assert search(repo, minilm, "make a url slug from a title")[0] == "slugify"
+
+
+def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path, monkeypatch):
+    from codesearch.indexer import PARALLEL_PARSE_MIN, parse_files
+
+    repo = tmp_path / "many"
+    repo.mkdir()
+    jobs = []
+    for i in range(2 * PARALLEL_PARSE_MIN):
+        (repo / f"m{i}.py").write_text(f"def f{i}(x):\n    '''Step {i}.'''\n    return x + {i}\n")
+        jobs.append((f"m{i}.py", "python", None))
+    (repo / "gone.py").write_text("x = 1\n")
+    jobs.append(("gone.py", "python", None))
+    (repo / "gone.py").unlink()
+
+    def summary(results):
+        return [(p, d, [(u.qualname, u.start_line, u.end_line) for u in units or []], e) for p, d, units, e in results]
+
+    parallel = summary(parse_files(repo, jobs))
+    monkeypatch.setenv("CODESEARCH_PARSE_WORKERS", "1")
+    assert parallel == summary(parse_files(repo, jobs))
+    assert parallel[-1][3].startswith("unreadable") and parallel[0][2] == [("f0", 1, 3)]
