@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -289,9 +288,3 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.embed_token_ids(self.tokenize([self.spec.query_prompt + t for t in texts]))
-
-
-def timed_load(spec: ModelSpec, device: str = "auto", **kw) -> tuple[Embedder, float]:
-    t0 = time.perf_counter()
-    emb = Embedder(spec, device=device, **kw)
-    return emb, time.perf_counter() - t0

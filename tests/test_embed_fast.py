@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from qwen_tiny import build_tiny_qwen3  # noqa: E402
 
 from codesearch.embed import Embedder  # noqa: E402
 from codesearch.embed_gpu import make_packed_runner, pack_batches, reference_varlen  # noqa: E402
@@ -31,11 +30,6 @@ TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
          "            except Exception: time.sleep(2 ** i)",
          "SELECT name, count(*) FROM users GROUP BY name ORDER BY 2 DESC;" * 3,
          "fn main() { println!(\"hello\"); }"]
-
-
-@pytest.fixture(scope="module")
-def qwen_folder(tmp_path_factory):
-    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3-fast"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from qwen_tiny import ENDOFTEXT_ID, build_tiny_qwen3  # noqa: E402
+from qwen_tiny import ENDOFTEXT_ID  # noqa: E402
 
 from codesearch.embed import Embedder, plan_batches  # noqa: E402
 from codesearch.models import QWEN_CODE_TASK, spec_from_folder  # noqa: E402
@@ -22,11 +22,6 @@ TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
          "x",
          "class Backoff:\n    def call(self, fn):\n        for i in range(5):\n            try: return fn()\n"
          "            except Exception: time.sleep(2 ** i)"]
-
-
-@pytest.fixture(scope="module")
-def qwen_folder(tmp_path_factory):
-    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
 
 
 @pytest.fixture(scope="module")
