@@ -18,12 +18,15 @@ plain padded transformers forward (cosine >= 0.999 in bf16; tests/test_embed_fas
 this on CPU with a reference attention, the bench on the GPU with flash-attention).
 
 Two speeds of the same code:
-- eager: no warm-up at all;
+- eager: no warm-up at all (torch's flash-attention kernel);
 - compiled: the two pieces of a layer around attention (norm, projections, q/k norm, RoPE;
   then output projection, residual, norm, MLP) go through `torch.compile` with a dynamic
-  token count, so one compilation serves every batch and all 28 layers. Inductor's caches
-  live in codesearch's cache folder, so the cost is paid once per machine; `plan()` decides
-  from the job's token count whether compiling pays for itself.
+  token count and coordinate-descent tuning, so one compilation serves every batch and all
+  28 layers; attention becomes our Triton kernel (gpu_kernels.py), autotuned in the same
+  warm-up. Inductor's and Triton's caches live in codesearch's cache folder, so the cost is
+  paid once per machine; `plan()` decides from the job's token count whether compiling pays.
+
+With last-token pooling the last layer runs on the end rows only (see `forward`).
 
 Batches are pipelined: token ids go through pinned memory with non-blocking copies, results
 come back the same way, and the next batch is prepared on the CPU while the GPU works.
@@ -47,17 +50,24 @@ DECODER_TYPES = ("qwen3", "qwen2")
 # Measured on one H100 (docs/embedding.md), Qwen3-Embedding-0.6B shape, real tokens/s.
 # Used only to decide whether compiling pays off; scaled by the model's size.
 REF_PARAMS = 0.44e9
-REF_EAGER_RATE = 190_000.0
-REF_COMPILED_RATE = 440_000.0
-COLD_COMPILE_S = 20.0  # first compilation on a machine (18 s measured), before any cache
-WARM_COMPILE_S = 6.0  # with inductor's cache filled (6 s measured)
+REF_EAGER_RATE = 250_000.0  # packed, eager (flash attention): 257-267k measured
+REF_COMPILED_RATE = 480_000.0  # packed, compiled, Triton attention: 479-505k measured
+COLD_COMPILE_S = 35.0  # first compilation + attention tuning on a machine (32-36 s measured)
+WARM_COMPILE_S = 8.0  # with inductor's and Triton's caches filled (7.4 s measured)
+# Inductor settings for the compiled pieces. Coordinate-descent tuning of the generated
+# elementwise/norm kernels measured +2-9% tokens/s on H100s (docs/embedding.md).
+INDUCTOR_OPTIONS = {"coordinate_descent_tuning": True}
+# Attention over the packed stream: "triton" (codesearch/gpu_kernels.py) or "flash" (torch's
+# flash-attention 2 varlen kernel).
+ATTENTION_DEFAULT = "triton"
 
 
 # -- attention ------------------------------------------------------------------------------
 
 def _flash_varlen():
-    """A function (q, k, v, cu, max_len, causal, scale) -> out over packed [T, H, D] tensors,
-    or None when this torch has no varlen flash kernel."""
+    """A function (q, k, v, cu_q, cu_k, max_q, max_k, causal, scale) -> out over packed
+    [T, H, D] tensors, or None when this torch has no varlen flash kernel. Queries and keys
+    have their own offsets so that the last layer can attend from the end rows alone."""
     import torch
 
     try:
@@ -66,8 +76,8 @@ def _flash_varlen():
     except (ImportError, ValueError, TypeError):
         varlen_attn, params = None, {}
     if varlen_attn is not None and "is_causal" in params and "enable_gqa" in params:
-        def attend(q, k, v, cu, max_len, causal, scale):
-            return varlen_attn(q, k, v, cu, cu, max_len, max_len, is_causal=causal, scale=scale,
+        def attend(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+            return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, is_causal=causal, scale=scale,
                                enable_gqa=True)
         attend.kind = "torch.nn.attention.varlen.varlen_attn"
         return attend
@@ -76,29 +86,61 @@ def _flash_varlen():
         return None
 
     # The kernel under varlen_attn; it takes fewer key/value heads than query heads (GQA).
-    def attend(q, k, v, cu, max_len, causal, scale):
-        return op(q, k, v, cu, cu, max_len, max_len, 0.0, causal, False, scale=scale)[0]
+    def attend(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+        return op(q, k, v, cu_q, cu_k, max_q, max_k, 0.0, causal, False, scale=scale)[0]
     attend.kind = "aten._flash_attention_forward"
     return attend
 
 
-def reference_varlen(q, k, v, cu, max_len, causal, scale):
-    """Same contract as the flash kernel, one sequence at a time through SDPA: for CPU tests."""
+def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+    """Same contract as the flash kernel, one sequence at a time through SDPA: for CPU tests.
+    Causal masking is aligned to the end of each key sequence, as flash-attention does when a
+    sequence has fewer queries than keys."""
     import torch
     import torch.nn.functional as F
 
     out = torch.empty_like(q)
-    bounds = cu.tolist()
     rep = q.shape[1] // k.shape[1]
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for (a, b), (c, e) in zip(zip(cu_q.tolist()[:-1], cu_q.tolist()[1:]),
+                              zip(cu_k.tolist()[:-1], cu_k.tolist()[1:])):
         qs = q[a:b].transpose(0, 1)
-        ks = k[a:b].transpose(0, 1).repeat_interleave(rep, dim=0)
-        vs = v[a:b].transpose(0, 1).repeat_interleave(rep, dim=0)
-        out[a:b] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, scale=scale).transpose(0, 1)
+        ks = k[c:e].transpose(0, 1).repeat_interleave(rep, dim=0)
+        vs = v[c:e].transpose(0, 1).repeat_interleave(rep, dim=0)
+        mask = None
+        if causal:
+            nq, nk = b - a, e - c
+            mask = torch.ones(nq, nk, dtype=torch.bool).tril(diagonal=nk - nq)
+        out[a:b] = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale).transpose(0, 1)
     return out
 
 
 reference_varlen.kind = "reference (per-sequence SDPA)"
+
+
+def triton_varlen(flash):
+    """Causal self-attention through our Triton kernel (gpu_kernels.py); anything else (the
+    pruned last layer's end-row queries) through `flash`."""
+    from .gpu_kernels import tune, varlen_causal_attention
+
+    def attend(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+        if causal and cu_q is cu_k:
+            return varlen_causal_attention(q, k, v, cu_q, max_q, scale)
+        return flash(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale)
+    attend.kind = f"Triton varlen kernel (+ {flash.kind} for the last layer)"
+    attend.tune = tune
+    return attend
+
+
+def default_attention(device: str):
+    """The attention for the packed path on `device`: $CODESEARCH_ATTENTION=triton|flash, else
+    ATTENTION_DEFAULT, falling back to flash where Triton is missing."""
+    from . import gpu_kernels
+
+    flash = _flash_varlen()
+    choice = os.environ.get("CODESEARCH_ATTENTION", ATTENTION_DEFAULT)
+    if flash is not None and choice == "triton" and gpu_kernels.available():
+        return triton_varlen(flash)
+    return flash
 
 
 def varlen_supported(device: str) -> tuple[bool, str]:
@@ -202,8 +244,13 @@ class PackedDecoder:
         layers = model.layers
         attn0 = layers[0].self_attn
         self.qk_norm = hasattr(attn0, "q_norm")
-        self.attend = attention or _flash_varlen()
+        # eager (small jobs, no warm-up): torch's flash kernel, which needs no tuning;
+        # compiled: the default attention, whose autotuning is part of the warm-up
+        self._attend_eager = attention or _flash_varlen()
+        self._attend_compiled = attention or default_attention(str(self.device))
+        self.attend = self._attend_eager
         self.compiled = False
+        self.prune_last = True  # last layer on the end rows only (see forward)
         self.params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
 
         with torch.no_grad():
@@ -245,6 +292,7 @@ class PackedDecoder:
         self._eager = _make_layer_fns(*shape, rms=_fused_rms if hasattr(F, "rms_norm") else _rms)
         self._to_compile = _make_layer_fns(*shape)
         self.pre_attn, self.post_attn, self.final = self._eager
+        self.inductor_options = dict(INDUCTOR_OPTIONS)
         self._graphs: dict[int, tuple] = {}  # CUDA graphs for short single inputs, by token bucket
 
     # cos/sin rows for positions 0..n-1, computed as transformers does (fp32, then model dtype)
@@ -270,30 +318,45 @@ class PackedDecoder:
         opts = dict(dynamic=True, fullgraph=True)
         if mode:
             opts["mode"] = mode
-        self.pre_attn = torch.compile(self._to_compile[0], **opts)
-        self.post_attn = torch.compile(self._to_compile[1], **opts)
-        self.final = torch.compile(self._to_compile[2], **opts)
+        elif self.inductor_options:
+            opts["options"] = dict(self.inductor_options)
+        self.pre_attn, self.post_attn, self.final = (torch.compile(fn, **opts) for fn in self._to_compile)
+        self.attend = self._attend_compiled
         self.compiled = True
         self._graphs.clear()
         return 0.0
 
     def uncompile(self) -> None:
         self.pre_attn, self.post_attn, self.final = self._eager
+        self.attend = self._attend_eager
         self.compiled = False
         self._graphs.clear()
 
     def forward(self, ids, pos, cu, max_len: int, last):
         """ids, pos: [T] long on the device; cu: [N+1] int32; last: [N] long (end rows).
-        Returns [N, hidden] in the model dtype (pooled, not normalised)."""
+        Returns [N, hidden] in the model dtype (pooled, not normalised).
+
+        With last-token pooling the final layer works on the end rows alone: every row's keys
+        and values are still needed, but only the end rows' queries, attention output,
+        o-projection, MLP and norm reach the result (the same numbers, ~2.6% less work)."""
         import torch
 
         cos_t, sin_t = self._tables(max_len)
         cos, sin = cos_t[pos], sin_t[pos]
         x = self.embed[ids]
         m = torch.zeros_like(x)
-        for (ln_w, wqkv, bqkv, qn_w, kn_w, wo, post_w, wgu, wd) in self.layers:
+        # one row would make compiled code specialise on size 1 (a recompilation): skip then
+        prune = self.pooling == "last" and self.prune_last and last.shape[0] > 1
+        n_layers = len(self.layers)
+        for i, (ln_w, wqkv, bqkv, qn_w, kn_w, wo, post_w, wgu, wd) in enumerate(self.layers):
             x, q, k, v = self.pre_attn(x, m, ln_w, wqkv, bqkv, qn_w, kn_w, cos, sin)
-            o = self.attend(q, k, v, cu, max_len, True, self.scale)
+            if prune and i == n_layers - 1:
+                n = last.shape[0]
+                one = torch.arange(n + 1, device=x.device, dtype=torch.int32)
+                o = self.attend(q[last], k, v, one, cu, 1, max_len, False, self.scale)
+                x, m = self.post_attn(x[last], o, wo, post_w, wgu, wd)
+                return self.final(x, m, self.norm_w)
+            o = self.attend(q, k, v, cu, cu, max_len, max_len, True, self.scale)
             x, m = self.post_attn(x, o, wo, post_w, wgu, wd)
         x = self.final(x, m, self.norm_w)
         if self.pooling == "last":
@@ -386,7 +449,8 @@ def _compile_key(packed: PackedDecoder) -> str:
     import torch
 
     name = torch.cuda.get_device_name(packed.device) if packed.device.type == "cuda" else "cpu"
-    return f"{torch.__version__}|{name}|{packed.hq}x{packed.hk}x{packed.d}|{packed.inter}|{packed.dtype}"
+    opts = ",".join(f"{k}={v}" for k, v in sorted(packed.inductor_options.items()))
+    return f"{torch.__version__}|{name}|{packed.hq}x{packed.hk}x{packed.d}|{packed.inter}|{packed.dtype}|{opts}"
 
 
 _COMPILED_IN_PROCESS = False
@@ -461,6 +525,10 @@ class PackedRunner:
             t0 = time.perf_counter()
             self.packed.compile()
             try:
+                tune = getattr(self.packed.attend, "tune", None)
+                if tune is not None:  # the Triton attention's autotuning, cached on disk after once
+                    os.environ.setdefault("TRITON_CACHE_DIR", str(inductor_cache_dir() / "triton-kernels"))
+                    tune(self.packed.hq, self.packed.hk, self.packed.d, self.packed.dtype, self.packed.device)
                 for n in (97, 389):  # two sizes: the dynamic-shape graph, not one specialised to a size
                     self._forward([[self.emb.pad_id] * (n - 40), [self.emb.pad_id] * 40])
                 torch.cuda.synchronize(self.packed.device)

@@ -98,6 +98,67 @@ def test_positions_restart_per_sequence(qwen_folder, plain):
     assert float(together[1] @ alone[0]) > 0.99999
 
 
+def test_last_layer_on_end_rows_only_changes_nothing(qwen_folder, token_ids):
+    """The final layer run on the end rows alone gives the full layer's vectors, for batches of
+    many sequences and of one (where the pruning is skipped)."""
+    _, runner = packed_runner(qwen_folder, budget=4096)
+    pruned = runner.embed(token_ids)
+    runner.packed.prune_last = False
+    full = runner.embed(token_ids)
+    assert cos_min(pruned, full) > 0.99999
+    runner.packed.prune_last = True
+    runner.token_budget = 1
+    assert cos_min(runner.embed(token_ids), full) > 0.99999
+
+
+def test_reference_attention_aligns_causal_mask_to_the_end():
+    """Fewer queries than keys: the queries are the sequence's last rows (flash's convention),
+    so the pruned last layer's one query per sequence sees every key."""
+    import torch
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(7, 4, 8) for _ in range(3))
+    k, v = k[:, :2], v[:, :2]
+    cu = torch.tensor([0, 3, 7], dtype=torch.int32)
+    full = reference_varlen(q, k, v, cu, cu, 4, 4, True, 0.3)
+    ends = torch.tensor([2, 6])
+    one = torch.tensor([0, 1, 2], dtype=torch.int32)
+    for causal in (True, False):
+        assert torch.allclose(reference_varlen(q[ends], k, v, one, cu, 1, 4, causal, 0.3), full[ends], atol=1e-6)
+
+
+def test_triton_attention_kernel_in_interpreter(qwen_folder):
+    """The Triton varlen causal attention kernel, run by Triton's CPU interpreter, against the
+    per-sequence reference (odd lengths exercise the edge masks, strided q/k/v views as in the
+    model, grouped key/value heads) and inside the packed forward against the plain forward.
+    In a fresh process: Triton decides at import time whether it interprets."""
+    pytest.importorskip("triton")
+    import os
+    import subprocess
+
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, str(Path(__file__).parent / "triton_interpreter_check.py"),
+                           str(qwen_folder)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kernel ok" in done.stdout and "forward ok" in done.stdout
+
+
+def test_compiled_path_switches_attention(qwen_folder):
+    """Compiling brings in the tuned attention (its autotuning belongs to the warm-up); the
+    eager path keeps the attention that needs no tuning."""
+    _, runner = packed_runner(qwen_folder)
+    packed = runner.packed
+    eager = packed.attend
+
+    def tuned(*args):
+        return eager(*args)
+    packed._attend_compiled = tuned
+    packed.compile()
+    assert packed.attend is tuned and packed.compiled
+    packed.uncompile()
+    assert packed.attend is eager and not packed.compiled
+
+
 def test_compiled_arithmetic_equals_eager(qwen_folder, plain, token_ids):
     """What goes to torch.compile (transformers' RMSNorm) gives the eager path's vectors."""
     emb, runner = packed_runner(qwen_folder)
