@@ -131,8 +131,8 @@ def triton_varlen(flash):
     return attend
 
 
-def default_attention(device: str):
-    """The attention for the packed path on `device`: $CODESEARCH_ATTENTION=triton|flash, else
+def default_attention():
+    """The attention for the compiled packed path: $CODESEARCH_ATTENTION=triton|flash, else
     ATTENTION_DEFAULT, falling back to flash where Triton is missing."""
     from . import gpu_kernels
 
@@ -245,9 +245,10 @@ class PackedDecoder:
         attn0 = layers[0].self_attn
         self.qk_norm = hasattr(attn0, "q_norm")
         # eager (small jobs, no warm-up): torch's flash kernel, which needs no tuning;
-        # compiled: the default attention, whose autotuning is part of the warm-up
+        # compiled: the default attention, whose autotuning is part of the warm-up (chosen in
+        # compile(), so that eager use never imports Triton)
         self._attend_eager = attention or _flash_varlen()
-        self._attend_compiled = attention or default_attention(str(self.device))
+        self._attend_compiled = attention
         self.attend = self._attend_eager
         self.compiled = False
         self.prune_last = True  # last layer on the end rows only (see forward)
@@ -315,12 +316,15 @@ class PackedDecoder:
         import torch
 
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+        os.environ.setdefault("TRITON_CACHE_DIR", str(inductor_cache_dir() / "triton-kernels"))
         opts = dict(dynamic=True, fullgraph=True)
         if mode:
             opts["mode"] = mode
         elif self.inductor_options:
             opts["options"] = dict(self.inductor_options)
         self.pre_attn, self.post_attn, self.final = (torch.compile(fn, **opts) for fn in self._to_compile)
+        if self._attend_compiled is None:
+            self._attend_compiled = default_attention()
         self.attend = self._attend_compiled
         self.compiled = True
         self._graphs.clear()
@@ -527,7 +531,6 @@ class PackedRunner:
             try:
                 tune = getattr(self.packed.attend, "tune", None)
                 if tune is not None:  # the Triton attention's autotuning, cached on disk after once
-                    os.environ.setdefault("TRITON_CACHE_DIR", str(inductor_cache_dir() / "triton-kernels"))
                     tune(self.packed.hq, self.packed.hk, self.packed.d, self.packed.dtype, self.packed.device)
                 for n in (97, 389):  # two sizes: the dynamic-shape graph, not one specialised to a size
                     self._forward([[self.emb.pad_id] * (n - 40), [self.emb.pad_id] * 40])
