@@ -21,17 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .fsutil import atomic_write
+
 ANN_FILE = "vectors.hnsw"
 STAMP_FILE = "vectors.json"
 EF_SEARCH = 200
 EF_CONSTRUCTION = 200
 M = 16
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class AnnIndex:
@@ -108,7 +104,7 @@ class AnnIndex:
         tmp = self.path.with_suffix(".tmp")
         self.index.save_index(str(tmp))
         os.replace(tmp, self.path)
-        _atomic_write_text(self.dir / STAMP_FILE, json.dumps({
+        atomic_write(self.dir / STAMP_FILE, json.dumps({
             "stamp": list(stamp), "dim": self.dim, "deleted": self.deleted,
             "capacity": self.index.get_max_elements()}))
 

@@ -12,31 +12,11 @@ import hashlib
 import re
 
 from .extract import Unit
+from .text import identifier_words, split_identifier
 
 MAX_CHARS = 1500  # about 400-500 tokens of code for the XLM-R and Qwen tokenizers
 OVERLAP_LINES = 4
 MAX_PIECES = 16
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-
-
-def split_identifier(word: str) -> list[str]:
-    """`parseHTTPConfig_v2` -> ['parse', 'http', 'config', 'v', '2'] (lower case)."""
-    parts = []
-    for piece in word.split("_"):
-        parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
-    return parts
-
-
-def identifier_words(text: str) -> str:
-    """Every identifier of `text` split into its words, for the lexical index."""
-    out = []
-    for ident in _IDENT.findall(text):
-        words = split_identifier(ident)
-        if len(words) > 1:
-            out.extend(words)
-    return " ".join(out)
 
 
 def header(unit: Unit) -> str:

@@ -24,7 +24,7 @@ with no blank line between.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .languages import LANGUAGES, Language, load_grammar, load_query
 
@@ -57,7 +57,6 @@ class Unit:
     signature: str
     doc: str
     code: str
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

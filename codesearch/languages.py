@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,21 @@ def language_for_path(path: str, first_line: bytes = b"") -> Language | None:
     return None
 
 
-def grammars_dir() -> Path:
-    """Where the query files live: the repository's grammars/ (editable install) or a
-    copy shipped inside the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "grammars", here / "grammars"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("grammars/ folder not found next to the codesearch package")
+def query_files() -> dict[str, str]:
+    """Every query file shipped in the package, name -> text (importlib.resources, so a
+    wheel, a zip or an editable install all work the same)."""
+    folder = resources.files("codesearch") / "grammars"
+    return {entry.name: entry.read_text(encoding="utf-8")
+            for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".scm")}
+
+
+def _query_file(name: str) -> str:
+    entry = resources.files("codesearch") / "grammars" / f"{name}.scm"
+    try:
+        return entry.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"codesearch/grammars/{name}.scm is missing from this installation; "
+                                f"reinstall codesearch") from None
 
 
 @lru_cache(maxsize=None)
@@ -156,7 +163,7 @@ def query_source(name: str) -> str:
     convention of nvim-treesitter's query files), so a grammar that extends another, such as
     TSX over TypeScript, does not repeat its patterns.
     """
-    source = (grammars_dir() / f"{name}.scm").read_text(encoding="utf-8")
+    source = _query_file(name)
     first = source.lstrip().split("\n", 1)[0]
     if first.startswith("; inherits:"):
         parents = [p.strip() for p in first.split(":", 1)[1].split(",") if p.strip()]

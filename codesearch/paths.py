@@ -12,11 +12,14 @@ INDEX_FOLDER = ".codesearch"
 
 
 def cache_dir() -> Path:
-    """The user cache: $CODESEARCH_CACHE, else $XDG_CACHE_HOME/codesearch, else ~/.cache/codesearch."""
+    """The user cache: $CODESEARCH_CACHE (the `cache_dir` setting; the application layer exports
+    it, so worker processes and the libraries that keep caches there agree), else the platform's
+    user cache folder (~/.cache/codesearch on Linux, via platformdirs)."""
     if os.environ.get("CODESEARCH_CACHE"):
         return Path(os.environ["CODESEARCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "codesearch"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("codesearch", appauthor=False))
 
 
 def find_repo_root(start: Path) -> Path:
@@ -34,11 +37,11 @@ def find_repo_root(start: Path) -> Path:
 def index_dir_for(repo: Path, index_dir: str | None = None) -> Path:
     """The index folder of a repository.
 
-    Default `<repo>/.codesearch/`. With `--index-dir DIR` or $CODESEARCH_INDEX_DIR the index
-    goes under DIR instead, in a subfolder named after the repository path (for read-only
-    checkouts or to keep the tree clean).
+    Default `<repo>/.codesearch/`. With the `index_dir` setting (`--index-dir DIR`,
+    $CODESEARCH_INDEX_DIR) the index goes under DIR instead, in a subfolder named after the
+    repository path (for read-only checkouts or to keep the tree clean).
     """
-    override = index_dir or os.environ.get("CODESEARCH_INDEX_DIR")
+    override = index_dir
     repo = repo.resolve()
     if not override:
         return repo / INDEX_FOLDER

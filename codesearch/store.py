@@ -3,53 +3,48 @@
 SQLite holds the truth: files (with content hashes), units (functions with their lines,
 doc and code), chunks (the embedded pieces of units, whose ids are the ANN labels), the
 vectors themselves keyed by the hash of the text they embed, a full-text index for
-lexical search, and metadata (model, dimension, pooling, prompts, schema version).
-Because the vectors live here, the hnswlib file is only a cache that can always be
-rebuilt without re-embedding, and identical text is never embedded twice.
+lexical search, and metadata (model, dimension, pooling, prompts). Because the vectors live
+here, the hnswlib file is only a cache that can always be rebuilt without re-embedding,
+and identical text is never embedded twice.
 
-Writers hold an exclusive lock file, so two indexers never write at once; the database
-runs in WAL mode so queries read a consistent snapshot while an update is written.
+Every SQL statement of codesearch is in this class (the schema itself in
+store_migrations.py, as numbered migrations), so a schema change is one migration plus the
+methods here. Writers hold an exclusive lock file, so two indexers never write at once;
+the database runs in WAL mode so queries read a consistent snapshot while an update is
+written.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
-import os
 import sqlite3
-import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
+from . import store_migrations
 from .errors import CorruptIndexError, IndexBusyError, NoIndexError
+from .fsutil import FileLock
 
-SCHEMA_VERSION = 1
 DB_NAME = "index.db"
 LOCK_NAME = "lock"
+_PARAMS = 500  # ids per IN (...) list, well under SQLite's variable limit
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, language TEXT NOT NULL, hash TEXT NOT NULL,
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, indexed_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS units (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, language TEXT NOT NULL,
-    kind TEXT NOT NULL, name TEXT NOT NULL, qualname TEXT NOT NULL,
-    start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,
-    signature TEXT NOT NULL, doc TEXT NOT NULL, code TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS units_path ON units(path);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, unit_id INTEGER NOT NULL, part INTEGER NOT NULL,
-    text_hash TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_unit ON chunks(unit_id);
-CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
-CREATE TABLE IF NOT EXISTS vectors (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS units_fts USING fts5(
-    names, path, doc, code, tokenize = 'unicode61 remove_diacritics 2');
-"""
+
+def _chunks(items: list, size: int = _PARAMS):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def fts_match(terms: Iterable[str]) -> str:
+    """An FTS5 MATCH expression: any of the terms, each quoted (so no term is an operator)."""
+    return " OR ".join('"%s"' % t.replace('"', '""') for t in terms)
+
+
+# bm25() column weights for (names, path, doc, code): a name match counts most
+BM25_WEIGHTS = (10.0, 2.0, 4.0, 1.0)
 
 
 class Store:
@@ -70,29 +65,45 @@ class Store:
         if create:
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
+                gitignore = self.dir / ".gitignore"
+                if not gitignore.exists():
+                    gitignore.write_text("# created by codesearch: the index is never committed\n*\n")
             except OSError as error:
                 raise IndexBusyError(f"cannot create the index folder {self.dir}: {error.strerror}; "
                                      f"use --index-dir to put the index somewhere writable") from None
-            gitignore = self.dir / ".gitignore"
-            if not gitignore.exists():
-                gitignore.write_text("# created by codesearch: the index is never committed\n*\n")
         try:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            if create:
-                conn.executescript(SCHEMA)
-            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            self._conn = conn
+            self._upgrade(create)
         except sqlite3.DatabaseError as error:
+            self.close()
             raise CorruptIndexError(f"the index at {self.dir} is unreadable ({error}); "
                                     f"run `codesearch index --rebuild`") from None
-        if version is None and create:
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif version is None or int(version[0]) != SCHEMA_VERSION:
-            raise CorruptIndexError(f"the index at {self.dir} was made by another codesearch version; "
-                                    f"run `codesearch index --rebuild`")
-        self._conn = conn
+        except BaseException:
+            self.close()
+            raise
         return self
+
+    def _upgrade(self, create: bool) -> None:
+        """Bring the schema up to date (a new index runs every migration)."""
+        c = self.conn
+        tables = {n for (n,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "_migrations" not in tables:
+            if "meta" in tables:
+                row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is None or row[0] != "1":
+                    raise CorruptIndexError(f"the index at {self.dir} was made by another codesearch version; "
+                                            f"run `codesearch index --rebuild`")
+                store_migrations.adopt_legacy(c)
+            elif not create:
+                raise CorruptIndexError(f"the index at {self.dir} has no tables; run `codesearch index --rebuild`")
+        newer = store_migrations.unknown(c)
+        if newer:
+            raise CorruptIndexError(f"the index at {self.dir} was made by a newer codesearch (schema step "
+                                    f"{newer[-1]}); upgrade codesearch or run `codesearch index --rebuild`")
+        store_migrations.migrate(c)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -108,12 +119,15 @@ class Store:
     def transaction(self):
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
+            yield self
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def schema_steps(self) -> list[str]:
+        return store_migrations.applied(self.conn)
 
     # -- metadata -----------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
@@ -123,16 +137,44 @@ class Store:
     def set_meta(self, key: str, value) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    # -- files / units ------------------------------------------------------------------
-    def file_hashes(self) -> dict[str, tuple[str, int, int]]:
-        """path -> (hash, size, mtime_ns) of every indexed file."""
-        return {p: (h, s, m) for p, h, s, m in
-                self.conn.execute("SELECT path, hash, size, mtime_ns FROM files")}
+    # -- files --------------------------------------------------------------------------
+    def file_states(self) -> dict[str, tuple[str, int, int, str]]:
+        """path -> (content hash, size, mtime_ns, language) of every indexed file."""
+        return {p: (h, s, m, lang) for p, h, s, m, lang in
+                self.conn.execute("SELECT path, hash, size, mtime_ns, language FROM files")}
 
+    def put_file(self, path: str, language: str, digest: str, size: int, mtime_ns: int, now: float) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                          (path, language, digest, size, mtime_ns, now))
+
+    def remove_path(self, path: str) -> list[int]:
+        """Delete a file's row, units, full-text rows and chunks; returns the removed chunk ids."""
+        c = self.conn
+        ids = [r[0] for r in c.execute(
+            "SELECT c.id FROM chunks c JOIN units u ON u.id = c.unit_id WHERE u.path = ?", (path,))]
+        c.execute("DELETE FROM chunks WHERE unit_id IN (SELECT id FROM units WHERE path = ?)", (path,))
+        c.execute("DELETE FROM units_fts WHERE rowid IN (SELECT id FROM units WHERE path = ?)", (path,))
+        c.execute("DELETE FROM units WHERE path = ?", (path,))
+        c.execute("DELETE FROM files WHERE path = ?", (path,))
+        return ids
+
+    def add_unit(self, unit, secondary: bool, lexical: tuple[str, str, str, str],
+                 hashes: list[str]) -> list[int]:
+        """Insert one unit with its full-text row and its chunks; returns the new chunk ids."""
+        c = self.conn
+        uid = c.execute(
+            "INSERT INTO units (path, language, kind, name, qualname, start_line, end_line, signature, doc, "
+            "code, secondary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (unit.path, unit.language, unit.kind, unit.name, unit.qualname, unit.start_line, unit.end_line,
+             unit.signature, unit.doc, unit.code, int(secondary))).lastrowid
+        c.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES (?, ?, ?, ?, ?)", (uid, *lexical))
+        return [c.execute("INSERT INTO chunks (unit_id, part, text_hash) VALUES (?, ?, ?)",
+                          (uid, part, h)).lastrowid for part, h in enumerate(hashes)]
+
+    # -- vectors ------------------------------------------------------------------------
     def known_vectors(self, hashes: list[str]) -> set[str]:
         found: set[str] = set()
-        for i in range(0, len(hashes), 500):
-            part = hashes[i:i + 500]
+        for part in _chunks(hashes):
             q = "SELECT text_hash FROM vectors WHERE text_hash IN (%s)" % ",".join("?" * len(part))
             found.update(h for (h,) in self.conn.execute(q, part))
         return found
@@ -140,8 +182,22 @@ class Store:
     def put_vectors(self, hashes: list[str], vectors: np.ndarray) -> None:
         """Store embeddings; committed at once so an interrupted run keeps them."""
         rows = [(h, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for h, v in zip(hashes, vectors)]
-        with self.transaction() as c:
-            c.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+        with self.transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+
+    def stored_dim(self) -> int | None:
+        """The size of the stored vectors (from one row), when the metadata does not say."""
+        row = self.conn.execute("SELECT vector FROM vectors LIMIT 1").fetchone()
+        return len(row[0]) // 4 if row else None
+
+    def copy_vectors_from(self, other_db: Path) -> None:
+        """Copy another index's vectors in (a rebuild with the same model re-embeds nothing)."""
+        self.conn.execute("ATTACH DATABASE ? AS old", (str(other_db),))
+        try:
+            with self.transaction():
+                self.conn.execute("INSERT OR IGNORE INTO vectors SELECT text_hash, vector FROM old.vectors")
+        finally:
+            self.conn.execute("DETACH DATABASE old")
 
     def vectors_for_chunks(self, chunk_ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, matrix) for all chunks or the given ones."""
@@ -150,20 +206,64 @@ class Store:
         if chunk_ids is None:
             rows = self.conn.execute(q + " ORDER BY c.id").fetchall()
         else:
-            for i in range(0, len(chunk_ids), 500):
-                part = chunk_ids[i:i + 500]
+            for part in _chunks(list(chunk_ids)):
                 rows += self.conn.execute(q + " WHERE c.id IN (%s)" % ",".join("?" * len(part)), part).fetchall()
-        dim = self.get_meta("model", {}).get("dim", 0)
+        dim = (self.get_meta("model") or {}).get("dim", 0)
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, mat
 
+    def collect_garbage(self) -> None:
+        """Drop cached vectors no chunk uses once they outnumber the used ones."""
+        c = self.conn
+        used = c.execute("SELECT COUNT(DISTINCT text_hash) FROM chunks").fetchone()[0]
+        total = c.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        if total > 2 * used + 1000:
+            c.execute("DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)")
+
     def live_label_stamp(self) -> tuple[int, int]:
         """(count, sum) of chunk ids: what the ANN file must contain to be current."""
         n, s = self.conn.execute("SELECT COUNT(*), COALESCE(SUM(id), 0) FROM chunks").fetchone()
         return int(n), int(s)
+
+    # -- what search reads --------------------------------------------------------------
+    def chunk_units(self) -> dict[int, int]:
+        """chunk id -> unit id, for every chunk."""
+        return dict(self.conn.execute("SELECT id, unit_id FROM chunks"))
+
+    def unit_locations(self) -> list[tuple[int, str, str]]:
+        """(unit id, path, language) of every unit, for filters."""
+        return self.conn.execute("SELECT id, path, language FROM units").fetchall()
+
+    def secondary_units(self) -> set[int]:
+        return {uid for (uid,) in self.conn.execute("SELECT id FROM units WHERE secondary = 1")}
+
+    def lexical_search(self, terms: list[str], limit: int) -> list[tuple[int, float]]:
+        """Best units by BM25 (higher is better), at most `limit`."""
+        sql = ("SELECT rowid, bm25(units_fts, ?, ?, ?, ?) AS s FROM units_fts WHERE units_fts MATCH ? "
+               "ORDER BY s LIMIT ?")
+        return [(uid, -s) for uid, s in self.conn.execute(sql, (*BM25_WEIGHTS, fts_match(terms), limit))]
+
+    def lexical_scores(self, terms: list[str], unit_ids: list[int]) -> dict[int, float]:
+        """BM25 (higher is better) of the given units that match any term."""
+        out: dict[int, float] = {}
+        for part in _chunks(list(unit_ids)):
+            sql = ("SELECT rowid, bm25(units_fts, ?, ?, ?, ?) FROM units_fts WHERE units_fts MATCH ? "
+                   "AND rowid IN (%s)" % ",".join("?" * len(part)))
+            for uid, score in self.conn.execute(sql, (*BM25_WEIGHTS, fts_match(terms), *part)):
+                out[uid] = -score
+        return out
+
+    def units_by_id(self, unit_ids: list[int]) -> dict[int, tuple]:
+        """id -> (id, path, start_line, end_line, name, qualname, language, kind, signature, doc, code)."""
+        out = {}
+        for part in _chunks(list(unit_ids)):
+            q = ("SELECT id, path, start_line, end_line, name, qualname, language, kind, signature, doc, code "
+                 "FROM units WHERE id IN (%s)" % ",".join("?" * len(part)))
+            out.update((r[0], r) for r in self.conn.execute(q, part))
+        return out
 
     def stats(self) -> dict:
         c = self.conn
@@ -178,41 +278,23 @@ class Store:
 
 
 class WriteLock:
-    """An exclusive, non-blocking lock on the index folder (released if the process dies)."""
+    """The index folder's writer lock: one indexer at a time (released if the process dies)."""
 
-    def __init__(self, index_dir: Path):
-        self.path = Path(index_dir) / LOCK_NAME
-        self.fd: int | None = None
+    def __init__(self, index_dir: Path, name: str = LOCK_NAME):
+        self._lock = FileLock(Path(index_dir) / name)
 
     def acquire(self, wait: float = 0.0) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
-        return True
-
-    def holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "?"
-        except OSError:
-            return "?"
+        return self._lock.acquire(wait)
 
     def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        self._lock.release()
+
+    def held_elsewhere(self) -> bool:
+        return self._lock.held_elsewhere()
+
+    def holder(self) -> str:
+        pid = self._lock.holder()
+        return str(pid) if pid else "?"
 
     def __enter__(self):
         if not self.acquire():

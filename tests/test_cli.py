@@ -27,16 +27,16 @@ def cli(*args, cwd=None):
 
 
 @pytest.fixture
-def indexed(make_git_repo, minilm_folder):
+def indexed(make_git_repo, e5_spec):
     repo = make_git_repo(FILES)
-    r = cli("index", str(repo), "--model", str(minilm_folder), "-q")
+    r = cli("index", str(repo), "--model", "e5-small", "-q")
     assert r.exit_code == 0, r.output
     return repo
 
 
-def test_index_summary_names_files_functions_languages_model(make_git_repo, minilm_folder):
+def test_index_summary_names_files_functions_languages_model(make_git_repo, e5_spec):
     repo = make_git_repo(FILES)
-    r = cli("index", str(repo), "--model", str(minilm_folder))
+    r = cli("index", str(repo), "--model", "e5-small")
     assert r.exit_code == 0
     assert "indexed 2 files" in r.output and "2 functions" in r.output
     assert "python 1" in r.output and "javascript 1" in r.output and "model " in r.output
@@ -93,13 +93,13 @@ def test_user_mistakes_give_one_line(tmp_path, args, fragment, code):
     assert fragment in r.output and "Traceback" not in r.output
 
 
-def test_empty_repository(tmp_path, minilm_folder):
-    r = CliRunner().invoke(main, ["index", str(tmp_path), "--model", str(minilm_folder)])
+def test_empty_repository(tmp_path, e5_spec):
+    r = CliRunner().invoke(main, ["index", str(tmp_path), "--model", "e5-small"])
     assert r.exit_code == 1 and "no source files" in r.output
 
 
-def test_wrong_model_at_query_time_is_refused(indexed, tmp_path):
-    r = CliRunner().invoke(main, ["query", "--repo", str(indexed), "--model", "e5-small", "x"])
+def test_wrong_model_at_query_time_is_refused(indexed, qwen_folder):
+    r = CliRunner().invoke(main, ["query", "--repo", str(indexed), "--model", str(qwen_folder), "x"])
     assert r.exit_code == 3 and "--rebuild" in r.output
 
 

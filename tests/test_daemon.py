@@ -10,6 +10,7 @@ import time
 import pytest
 
 from codesearch import daemon
+from codesearch.app import open_workspace
 
 FILES = {"calc.py": 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n',
          "net.py": 'def fetch_page(url):\n    """Download a web page over HTTP."""\n    return url\n'}
@@ -30,9 +31,9 @@ def wait_for(predicate, seconds=180):
 
 
 @pytest.fixture
-def repo(make_git_repo, minilm_folder):
+def repo(make_git_repo, e5_spec):
     repo = make_git_repo(FILES)
-    assert run("index", str(repo), "--model", str(minilm_folder), "-q").returncode == 0
+    assert run("index", str(repo), "--model", "e5-small", "-q").returncode == 0
     yield repo
     daemon.stop(repo / ".codesearch")
 
@@ -42,14 +43,14 @@ def test_first_query_starts_daemon_and_later_queries_use_it(repo):
     first = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert first.returncode == 0, first.stderr
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
-    reply = daemon.request(idx, {"op": "query", "questions": ["add two numbers"], "k": 1})
+    reply = daemon.request(idx, {"op": "query", "queries": [{"text": "add two numbers", "k": 1}]})
     assert reply["ok"] and reply["results"][0] == json.loads(first.stdout)
     second = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert json.loads(second.stdout) == json.loads(first.stdout)
     assert "running" in run("daemon", "status", "--repo", str(repo)).stdout
 
 
-def test_daemon_follows_reindex(repo, minilm_folder):
+def test_daemon_follows_reindex(repo, e5_spec):
     idx = repo / ".codesearch"
     run("query", "--repo", str(repo), "x")
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
@@ -61,18 +62,18 @@ def test_daemon_follows_reindex(repo, minilm_folder):
 
 def test_stop_and_idle_timeout(repo):
     idx = repo / ".codesearch"
-    daemon.start(idx, repo, "cpu", idle=5.0)
+    daemon.start(open_workspace(repo, device="cpu", daemon_idle=5.0))
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     assert wait_for(lambda: daemon.request(idx, {"op": "ping"}) is None, seconds=30)  # idled out
-    daemon.start(idx, repo, "cpu")
+    daemon.start(open_workspace(repo, device="cpu"))
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     assert run("daemon", "stop", "--repo", str(repo)).stdout.strip() == "stopped"
     assert daemon.request(idx, {"op": "ping"}) is None
 
 
-def test_model_mismatch_still_refused_with_daemon(repo):
+def test_model_mismatch_still_refused_with_daemon(repo, qwen_folder):
     idx = repo / ".codesearch"
     run("query", "--repo", str(repo), "x")
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
-    r = run("query", "--repo", str(repo), "--model", "e5-small", "x")
+    r = run("query", "--repo", str(repo), "--model", str(qwen_folder), "x")
     assert r.returncode == 3 and "--rebuild" in r.stderr

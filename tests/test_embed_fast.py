@@ -18,10 +18,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from codesearch.embed import Embedder  # noqa: E402
-from codesearch.embed_gpu import make_packed_runner, pack_batches, reference_varlen  # noqa: E402
-from codesearch.models import spec_from_folder  # noqa: E402
-from codesearch.multigpu import MultiDeviceEmbedder, merge_results, split_work  # noqa: E402
+from codesearch.embedders.batching import group_by_budget  # noqa: E402
+from codesearch.embedders.gpu import PackedGpuEmbedder, packed_unsupported  # noqa: E402
+from codesearch.embedders.gpu_attention import reference_varlen  # noqa: E402
+from codesearch.embedders.hf_model import HFModel  # noqa: E402
+from codesearch.embedders.local import LocalOptions, load_local  # noqa: E402
+from codesearch.embedders.models import spec_from_folder  # noqa: E402
+from codesearch.embedders.multigpu import MultiGpuEmbedder, merge_results, split_work  # noqa: E402
+from codesearch.embedders.transformers_loop import TransformersEmbedder  # noqa: E402
 
 TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
          "读取CSV并排序",
@@ -34,7 +38,7 @@ TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
 
 @pytest.fixture(scope="module")
 def plain(qwen_folder):
-    return Embedder(spec_from_folder(qwen_folder, "tiny-qwen3"), device="cpu", fast="never")
+    return TransformersEmbedder(HFModel(spec_from_folder(qwen_folder, "tiny-qwen3"), "cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +53,15 @@ def cos_min(a, b):
 def packed_runner(folder, dims=None, budget=4096):
     spec = spec_from_folder(folder, "tiny-qwen3")
     spec.dims = dims
-    emb = Embedder(spec, device="cpu", fast="never")
-    runner, why = make_packed_runner(emb, attention=reference_varlen)
-    assert runner is not None, why
-    runner.token_budget = budget
-    return emb, runner
+    model = HFModel(spec, "cpu")
+    return model, PackedGpuEmbedder(model, budget, attention=reference_varlen)
 
 
 @pytest.mark.parametrize("budget", [4096, 40, 1])
 def test_packed_matches_plain(qwen_folder, plain, token_ids, budget):
-    ref = plain.plain_embed_token_ids(token_ids)
+    ref = plain.embed_token_ids(token_ids)
     _, runner = packed_runner(qwen_folder, budget=budget)
-    ours = runner.embed(token_ids)
+    ours = runner.embed_token_ids(token_ids)
     assert ours.shape == ref.shape
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert cos_min(ours, ref) > 0.9999
@@ -70,21 +71,21 @@ def test_packed_streams_every_input_once_with_progress(qwen_folder, token_ids, p
     _, runner = packed_runner(qwen_folder, budget=50)
     seen, calls = [], []
     out = np.zeros((len(token_ids), plain.dim), dtype=np.float32)
-    for sel, vecs in runner.stream(token_ids, progress=lambda n, t: calls.append((n, t))):
+    for sel, vecs in runner.stream_token_ids(token_ids, progress=lambda n, t: calls.append((n, t))):
         seen.extend(sel)
         out[sel] = vecs
     assert sorted(seen) == list(range(len(token_ids)))
     assert sum(n for n, _ in calls) == len(token_ids)
     assert sum(t for _, t in calls) == sum(len(t) for t in token_ids)
-    assert cos_min(out, plain.plain_embed_token_ids(token_ids)) > 0.9999
+    assert cos_min(out, plain.embed_token_ids(token_ids)) > 0.9999
 
 
 def test_packed_matryoshka(qwen_folder):
     spec = spec_from_folder(qwen_folder, "tiny-qwen3")
     spec.dims = 32
-    ref = Embedder(spec, device="cpu", fast="never").embed_documents(TEXTS)
+    ref = TransformersEmbedder(HFModel(spec, "cpu")).embed_documents(TEXTS)
     _, runner = packed_runner(qwen_folder, dims=32)
-    ours = runner.embed(Embedder(spec, device="cpu", fast="never").tokenize(TEXTS))
+    ours = runner.embed_token_ids(runner.tokenize(TEXTS))
     assert ours.shape == (len(TEXTS), 32)
     assert cos_min(ours, ref) > 0.9999
 
@@ -93,8 +94,8 @@ def test_positions_restart_per_sequence(qwen_folder, plain):
     """The same text packed after a long one must embed exactly as alone."""
     ids = plain.tokenize([TEXTS[3], TEXTS[0]])
     _, runner = packed_runner(qwen_folder)
-    together = runner.embed(ids)
-    alone = runner.embed([ids[1]])
+    together = runner.embed_token_ids(ids)
+    alone = runner.embed_token_ids([ids[1]])
     assert float(together[1] @ alone[0]) > 0.99999
 
 
@@ -102,13 +103,13 @@ def test_last_layer_on_end_rows_only_changes_nothing(qwen_folder, token_ids):
     """The final layer run on the end rows alone gives the full layer's vectors, for batches of
     many sequences and of one (where the pruning is skipped)."""
     _, runner = packed_runner(qwen_folder, budget=4096)
-    pruned = runner.embed(token_ids)
+    pruned = runner.embed_token_ids(token_ids)
     runner.packed.prune_last = False
-    full = runner.embed(token_ids)
+    full = runner.embed_token_ids(token_ids)
     assert cos_min(pruned, full) > 0.99999
     runner.packed.prune_last = True
     runner.token_budget = 1
-    assert cos_min(runner.embed(token_ids), full) > 0.99999
+    assert cos_min(runner.embed_token_ids(token_ids), full) > 0.99999
 
 
 def test_reference_attention_aligns_causal_mask_to_the_end():
@@ -162,24 +163,25 @@ def test_compiled_path_switches_attention(qwen_folder):
 def test_compiled_arithmetic_equals_eager(qwen_folder, plain, token_ids):
     """What goes to torch.compile (transformers' RMSNorm) gives the eager path's vectors."""
     emb, runner = packed_runner(qwen_folder)
-    eager = runner.embed(token_ids)
+    eager = runner.embed_token_ids(token_ids)
     packed = runner.packed
     packed.pre_attn, packed.post_attn, packed.final = packed._to_compile
-    assert cos_min(runner.embed(token_ids), eager) > 0.99999
+    assert cos_min(runner.embed_token_ids(token_ids), eager) > 0.99999
     packed.uncompile()
 
 
 def test_embedder_refuses_packed_without_cuda_unless_auto(qwen_folder):
     spec = spec_from_folder(qwen_folder, "tiny-qwen3")
-    emb = Embedder(spec, device="cpu", fast="never")
-    assert emb.path == "plain" and emb.fast is None
-    runner, why = make_packed_runner(emb)  # the flash kernel needs CUDA
-    assert runner is None and "CUDA" in why
+    emb = load_local(spec, "cpu", LocalOptions(fast=False))
+    assert emb.path == "plain"
+    assert "CUDA" in packed_unsupported(emb.model)  # the flash kernel needs CUDA
+    with pytest.raises(ValueError, match="CUDA"):
+        PackedGpuEmbedder(emb.model)
 
 
 def test_pack_batches_respects_budget():
     lengths = [5, 100, 7, 100, 50, 3, 60]
-    batches = pack_batches(lengths, token_budget=150)
+    batches = group_by_budget(lengths, 150, padded=False)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert sum(lengths[i] for i in b) <= 150 or len(b) == 1
@@ -192,15 +194,15 @@ def test_cpu_paths_match_fp32(qwen_folder, plain, token_ids, path, floor):
     if path == "int8" and "fbgemm" not in torch.backends.quantized.supported_engines \
             and "x86" not in torch.backends.quantized.supported_engines:
         pytest.skip("no int8 engine in this torch")
-    emb = Embedder(spec_from_folder(qwen_folder, "tiny-qwen3"), device="cpu", fast=path)
+    emb = load_local(spec_from_folder(qwen_folder, "tiny-qwen3"), "cpu", LocalOptions(cpu_path=path))
     assert emb.path == f"cpu-{path}"
-    assert cos_min(emb.embed_token_ids(token_ids), plain.plain_embed_token_ids(token_ids)) > floor
+    assert cos_min(emb.embed_token_ids(token_ids), plain.embed_token_ids(token_ids)) > floor
 
 
 def test_cpu_estimate_is_positive(plain):
-    from codesearch.embed_cpu import estimate_cpu_rate
+    from codesearch.embedders.cpu import estimate_cpu_rate
 
-    rate = estimate_cpu_rate(plain)
+    rate = estimate_cpu_rate(plain.model.model)
     assert rate > 0
     assert plain.estimate_seconds(10_000) == pytest.approx(10_000 / rate, rel=0.5)
 
@@ -231,9 +233,9 @@ def test_pool_over_two_cpu_workers_matches_one(qwen_folder, plain, token_ids):
     """One local device and one spawned worker process share the job; same vectors, same order."""
     spec = spec_from_folder(qwen_folder, "tiny-qwen3")
     many = (token_ids * 8)[:40]
-    ref = plain.plain_embed_token_ids(many)
+    ref = plain.embed_token_ids(many)
     notes = []
-    pool = MultiDeviceEmbedder(spec, ["cpu", "cpu"], min_tokens=0, task_tokens=60, notice=notes.append)
+    pool = MultiGpuEmbedder(spec, ["cpu", "cpu"], min_tokens=0, task_tokens=60, notice=notes.append)
     try:
         done = []
         out = pool.embed_token_ids(many, progress=lambda n, t: done.append(n))

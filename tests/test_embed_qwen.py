@@ -14,8 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from qwen_tiny import ENDOFTEXT_ID  # noqa: E402
 
-from codesearch.embed import Embedder, plan_batches  # noqa: E402
-from codesearch.models import QWEN_CODE_TASK, spec_from_folder  # noqa: E402
+from codesearch.embedders.batching import group_by_budget  # noqa: E402
+from codesearch.embedders.local import load_local  # noqa: E402
+from codesearch.embedders.models import QWEN_CODE_TASK, spec_from_folder  # noqa: E402
 
 TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
          "读取CSV并排序",
@@ -26,7 +27,7 @@ TEXTS = ["def read_csv(path):\n    return list(csv.reader(open(path)))",
 
 @pytest.fixture(scope="module")
 def qwen(qwen_folder):
-    return Embedder(spec_from_folder(qwen_folder, "tiny-qwen3"), device="cpu")
+    return load_local(spec_from_folder(qwen_folder, "tiny-qwen3"), "cpu")
 
 
 def test_spec_follows_model_card(qwen_folder):
@@ -40,11 +41,11 @@ def test_every_input_ends_with_endoftext_once(qwen):
     ids = qwen.tokenize(TEXTS + ["already closed<|endoftext|>"])
     assert all(seq[-1] == ENDOFTEXT_ID for seq in ids)
     assert ids[-1].count(ENDOFTEXT_ID) == 1
-    assert ids[0][:-1] == qwen.tokenizer(TEXTS[0])["input_ids"]
+    assert ids[0][:-1] == qwen.model.tokenizer(TEXTS[0])["input_ids"]
 
 
 def test_left_padding_puts_real_tokens_last(qwen):
-    ids, mask = qwen.pad(qwen.tokenize(["a", "a much longer input with many more tokens"]))
+    ids, mask = qwen.model.pad(qwen.tokenize(["a", "a much longer input with many more tokens"]))
     assert mask[0, -1] == 1 and mask[0, 0] == 0  # short row padded on the left
     assert ids[0, -1].item() == ENDOFTEXT_ID and ids[1, -1].item() == ENDOFTEXT_ID
 
@@ -83,9 +84,9 @@ def test_instruction_only_on_queries(qwen):
 
 def test_matryoshka_truncates_then_normalises(qwen_folder):
     spec = spec_from_folder(qwen_folder, "tiny-qwen3")
-    full = Embedder(spec, device="cpu").embed_documents(TEXTS)
+    full = load_local(spec, "cpu").embed_documents(TEXTS)
     spec.dims = 32
-    short = Embedder(spec, device="cpu").embed_documents(TEXTS)
+    short = load_local(spec, "cpu").embed_documents(TEXTS)
     expect = full[:, :32] / np.linalg.norm(full[:, :32], axis=1, keepdims=True)
     assert short.shape == (len(TEXTS), 32)
     assert np.allclose(short, expect, atol=1e-5)
@@ -93,7 +94,7 @@ def test_matryoshka_truncates_then_normalises(qwen_folder):
 
 def test_batches_respect_token_budget():
     lengths = [5, 100, 7, 100, 50, 3, 60]
-    batches = plan_batches(lengths, token_budget=200)
+    batches = group_by_budget(lengths, 200, padded=True)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert max(lengths[i] for i in b) * len(b) <= 200 or len(b) == 1

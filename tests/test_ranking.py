@@ -2,11 +2,12 @@
 
 import pytest
 
-from codesearch.embed import Embedder
+from codesearch.embedders.local import load_local
 from codesearch.indexer import Indexer
-from codesearch.models import spec_from_folder
 from codesearch.paths import index_dir_for
-from codesearch.search import RankWeights, Searcher, convex, is_secondary_path, lexical_terms, rrf
+from codesearch.question import lexical_terms
+from codesearch.ranking import RankWeights, convex, is_secondary_path, rrf
+from codesearch.search import Searcher
 from codesearch.store import Store
 
 
@@ -52,7 +53,7 @@ FILES = {
 
 
 @pytest.fixture(scope="module")
-def searcher(tmp_path_factory, minilm_folder):
+def searcher(tmp_path_factory, e5_spec):
     import subprocess
 
     repo = tmp_path_factory.mktemp("rank")
@@ -60,8 +61,8 @@ def searcher(tmp_path_factory, minilm_folder):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    embedder = Embedder(spec_from_folder(minilm_folder, "minilm"), device="cpu")
-    Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: embedder.spec, embedder_for=lambda s: embedder)
+    embedder = load_local(e5_spec, "cpu")
+    Indexer(repo, index_dir_for(repo)).run(spec_for=lambda r: embedder.spec, embedder_for=lambda s, t: embedder)
     store = Store(index_dir_for(repo)).open()
     yield Searcher(store, embedder=embedder)
     store.close()

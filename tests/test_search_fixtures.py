@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.indexer import Indexer
-from codesearch.models import offline_spec
-from codesearch.search import Searcher
-from codesearch.store import Store
+from codesearch.app import Query, SearchSession, index_repository, open_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [json.loads(line) for p in sorted((ROOT / "tests" / "questions").glob("*.jsonl"))
@@ -20,20 +17,19 @@ QUESTIONS = [json.loads(line) for p in sorted((ROOT / "tests" / "questions").glo
 
 
 @pytest.fixture(scope="module")
-def fixture_searcher(tmp_path_factory):
-    from codesearch.embed import Embedder
+def fixture_searcher(tmp_path_factory, e5_spec):
+    """The fixtures indexed and searched through the application layer, as the CLI does."""
+    ws = open_workspace(ROOT / "fixtures", index_dir=str(tmp_path_factory.mktemp("fixture-index")),
+                        model="e5-small")
+    index_repository(ws)
+    session = SearchSession(ws)
+    session.refresh()
+    yield session
+    session.close()
 
-    index_dir = tmp_path_factory.mktemp("fixture-index")
-    spec = offline_spec()
-    embedder = Embedder(spec, device="cpu")
-    Indexer(ROOT / "fixtures", index_dir).run(spec_for=lambda r: spec, embedder_for=lambda s: embedder)
-    store = Store(index_dir).open()
-    yield Searcher(store, embedder=embedder)
-    store.close()
 
-
-def _rank(searcher, question, q):
-    hits = searcher.search(question, k=10)
+def _rank(session, question, q):
+    hits = session.search(Query(question, k=10))
     for i, h in enumerate(hits):
         if h.path == q["path"] and h.qualname == q["qualname"]:
             return i + 1
@@ -56,6 +52,6 @@ def test_top3_hit_rate(fixture_searcher, field):
 
 def test_every_fixture_question_target_exists(fixture_searcher):
     conn = fixture_searcher.store.conn
-    known = set(conn.execute("SELECT path, qualname FROM units"))
+    known = set(conn.execute("SELECT path, qualname FROM units"))  # a test may read the tables
     missing = [(q["path"], q["qualname"]) for q in QUESTIONS if (q["path"], q["qualname"]) not in known]
     assert not missing

@@ -9,10 +9,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codesearch.embed import Embedder  # noqa: E402
-from codesearch.embed_gpu import make_packed_runner, reference_varlen  # noqa: E402
-from codesearch.gpu_kernels import varlen_causal_attention  # noqa: E402
-from codesearch.models import spec_from_folder  # noqa: E402
+from codesearch.embedders.gpu import PackedGpuEmbedder  # noqa: E402
+from codesearch.embedders.gpu_attention import reference_varlen  # noqa: E402
+from codesearch.embedders.gpu_kernels import varlen_causal_attention  # noqa: E402
+from codesearch.embedders.hf_model import HFModel  # noqa: E402
+from codesearch.embedders.models import spec_from_folder  # noqa: E402
+from codesearch.embedders.transformers_loop import TransformersEmbedder  # noqa: E402
 
 
 def main(folder: str) -> None:
@@ -40,13 +42,11 @@ def main(folder: str) -> None:
         return reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale)
 
     spec = spec_from_folder(Path(folder), "tiny-qwen3")
-    plain = Embedder(spec, device="cpu", fast="never")
+    plain = TransformersEmbedder(HFModel(spec, "cpu"))
     ids = plain.tokenize(["def read_csv(path):\n    return list(csv.reader(open(path)))", "读取CSV并排序",
                           "x", "SELECT name FROM users ORDER BY 1;" * 4])
-    ref = plain.plain_embed_token_ids(ids)
-    runner, why = make_packed_runner(Embedder(spec, device="cpu", fast="never"), attention=attention)
-    assert runner is not None, why
-    ours = runner.embed(ids)
+    ref = plain.embed_token_ids(ids)
+    ours = PackedGpuEmbedder(HFModel(spec, "cpu"), attention=attention).embed_token_ids(ids)
     low = float((ours * ref).sum(axis=1).min())
     assert low > 0.9999, f"min cosine {low}"
     print(f"forward ok (min cosine {low:.6f})")

@@ -1,4 +1,4 @@
-"""A hand-written Triton kernel for the packed GPU path (codesearch/embed_gpu.py): causal
+"""A hand-written Triton kernel for the packed GPU path (codesearch/embedders/gpu_packed.py): causal
 variable-length attention over a packed token stream, with grouped key/value heads.
 
 Why: a kernel-time profile of the compiled packed forward on an H100 (bench/gpu_profile.py,
@@ -16,7 +16,7 @@ diagonal are visited (causal). Written for this project.
 
 Tested on the CPU through Triton's interpreter (tests/triton_interpreter_check.py) against
 the per-sequence reference; bench/gpu_profile.py times it against flash-attention on the GPU,
-and the packed path uses it by default (embed_gpu.ATTENTION_DEFAULT; $CODESEARCH_ATTENTION=flash
+and the packed path uses it by default (the `attention` setting, CODESEARCH_ATTENTION=flash
 turns it off).
 """
 

@@ -1,8 +1,8 @@
-"""`codesearch hook ...`: git hooks that keep the index fresh (see codesearch/hooks.py).
+"""`codesearch hook ...`: git hooks that keep the index fresh (see codesearch/hooks/).
 
 Kept light on purpose: `hook run` is what git calls on every commit, so this module and
-codesearch.hooks import only click and the standard library; torch is loaded by the
-background worker (or a --sync run), and only when something must be embedded.
+codesearch.hooks import only click, filelock and the standard library; the model is loaded
+by the background worker (or a --sync run), and only when something must be embedded.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from . import hooks as _hooks
-from .cli_options import device_option, index_dir_option, repo_option
+from .. import hooks as _hooks
+from .errors import say_error
+from .options import device_option, index_dir_option, repo_option
 
 
 _repo_option = repo_option("The repository (default: the one around the current folder).")
@@ -41,8 +42,7 @@ def hook():
 @click.option("--sync", is_flag=True,
               help="Update the index inside the hook (the commit waits for it) instead of in the background.")
 @_index_dir_option
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
-              help="Where the hook's model runs (default: auto).")
+@device_option("Where the hook's model runs (default: auto).")
 @click.option("--hook", "names", multiple=True, type=click.Choice(_hooks.HOOK_NAMES),
               help="Only this hook (repeatable; default: all three).")
 def install(repo, sync, index_dir, device, names):
@@ -57,9 +57,9 @@ def install(repo, sync, index_dir, device, names):
         options += ["--device", device]
     for line in _hooks.install(root, options, names or _hooks.HOOK_NAMES):
         click.echo(line)
-    from .paths import index_dir_for
+    from ..app import open_workspace
 
-    if not (index_dir_for(root, index_dir) / _hooks.INDEX_DB).exists():
+    if not open_workspace(root, warn=say_error, index_dir=index_dir).has_index:
         click.echo(f"note: {root} has no index yet; run `codesearch index {root}` so the hooks have one to update")
 
 
@@ -80,8 +80,9 @@ def uninstall(repo, names):
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(repo, index_dir, as_json):
     """Which hooks are installed, and whether updates are queued, running or failing."""
-    root = _hooks.work_tree(repo)
-    info = _hooks.status_report(root, index_dir)
+    from ..app import open_workspace
+
+    info = _hooks.status_report(open_workspace(_hooks.work_tree(repo), warn=say_error, index_dir=index_dir))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -109,8 +110,8 @@ def status(repo, index_dir, as_json):
 @click.argument("name", type=click.Choice(_hooks.HOOK_NAMES))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--sync/--background", default=None,
-              help="Update inline, or in a detached process (default: background, unless "
-                   "CODESEARCH_HOOK_SYNC=1 or `git config codesearch.hookSync true`).")
+              help="Update inline, or in a detached process (default: background, unless the hook_sync "
+                   "setting, CODESEARCH_HOOK_SYNC=1 or `git config codesearch.hookSync true`).")
 @_repo_option
 @_index_dir_option
 @_device_option
@@ -127,10 +128,10 @@ def run(name, args, sync, repo, index_dir, device):
 @_index_dir_option
 def stop(repo, index_dir):
     """End the background worker now (it otherwise exits when idle a while)."""
-    from .paths import index_dir_for
+    from ..app import open_workspace
 
-    root = _hooks.work_tree(repo)
-    pid = _hooks.stop_worker(index_dir_for(root, index_dir))
+    ws = open_workspace(_hooks.work_tree(repo), warn=say_error, index_dir=index_dir)
+    pid = _hooks.stop_worker(ws.index_dir)
     click.echo(f"stopped the worker (pid {pid})" if pid else "no worker is running")
 
 
@@ -142,4 +143,8 @@ def stop(repo, index_dir):
 @click.option("--linger", type=float, default=None, help="Seconds to stay, warm, after the queue is empty.")
 def drain(repo, index_path, device, nice, linger):
     """The background worker: apply the queued paths until the queue is empty, then linger."""
-    raise SystemExit(_hooks.run_worker(repo, index_path, device, nice=nice, linger=linger))
+    from ..app import open_workspace
+
+    ws = open_workspace(repo, must_exist=False, device=device)
+    ws.index_dir = Path(index_path)
+    raise SystemExit(_hooks.run_worker(ws, nice=nice, linger=linger))

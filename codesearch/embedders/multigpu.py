@@ -1,14 +1,13 @@
 """Spread one embedding job over every visible GPU: one worker per device.
 
-`MultiDeviceEmbedder` looks like an `Embedder` (spec, device, dim, tokenize, embed_token_ids,
-embed_stream, plan, estimate_seconds, embed_documents, embed_queries). The first device runs
-in this process (it also serves small jobs and queries, with no start-up cost); each other
-device gets a worker process (spawned, so each owns its CUDA context) that loads the model once
-and then pulls tasks from a shared queue. A task is a run of length-sorted inputs of about
-`task_tokens` tokens; results come back tagged with their task, and are merged by input index,
-so the output order never depends on which device finished first. Pulling tasks (rather than
-splitting the job in N equal parts up front) keeps fast and slow devices equally busy, and lets
-the local device start before the workers have loaded the model.
+The first device runs in this process (it also serves small jobs and queries, with no
+start-up cost); each other device gets a worker process (spawned, so each owns its CUDA
+context) that loads the model once (local.load_local, as the first device does) and then
+pulls tasks from a shared queue. A task is a run of length-sorted inputs of about
+`task_tokens` tokens; results come back tagged with their task, and are merged by input
+index, so the output order never depends on which device finished first. Pulling tasks
+(rather than splitting the job in N equal parts up front) keeps fast and slow devices equally
+busy, and lets the local device start before the workers have loaded the model.
 
 Jobs under `min_tokens` stay on the first device: starting workers and loading the model on
 each costs seconds. Works for any number of devices; the splitting and merging run on CPU
@@ -19,12 +18,16 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import queue
 import threading
 from dataclasses import asdict
 
 import numpy as np
+
+from .base import Batches, DocumentJob, Embedder, Progress
+from .batching import group_by_budget
+from .local import LocalOptions, load_local
+from .spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,7 @@ def visible_gpus() -> list[str]:
 def split_work(lengths: list[int], task_tokens: int) -> list[list[int]]:
     """Indices in tasks of about `task_tokens` real tokens, longest inputs first. Every index
     appears in exactly one task; a task holds at least one input."""
-    from .embed_gpu import pack_batches  # the same greedy grouping as packed batches
-
-    return pack_batches(lengths, task_tokens, max_seqs=len(lengths) or 1)
+    return group_by_budget(lengths, task_tokens, padded=False)
 
 
 def merge_results(n: int, dim: int, results) -> np.ndarray:
@@ -59,13 +60,10 @@ def merge_results(n: int, dim: int, results) -> np.ndarray:
     return out
 
 
-def _worker_main(spec_fields: dict, device: str, token_budget, dtype, plan_tokens: int,
-                 tasks, results) -> None:
+def _worker_main(spec_fields: dict, device: str, options: LocalOptions, plan_tokens: int, tasks, results) -> None:
     """One device's worker process: load the model, then embed tasks until told to stop."""
-    from .embed import Embedder, ModelSpec
-
     try:
-        emb = Embedder(ModelSpec(**spec_fields), device=device, token_budget=token_budget, dtype=dtype)
+        emb = load_local(ModelSpec(**spec_fields), device, options)
         note = emb.plan(plan_tokens) if plan_tokens else emb.path
         results.put(("ready", device, note))
     except Exception as error:  # noqa: BLE001 - reported to the parent
@@ -83,50 +81,45 @@ def _worker_main(spec_fields: dict, device: str, token_budget, dtype, plan_token
             results.put(("failed", task_id, f"{device}: {type(error).__name__}: {error}", device))
 
 
-class MultiDeviceEmbedder:
-    def __init__(self, spec, devices: list[str], token_budget: int | None = None, dtype: str | None = None,
+class MultiGpuEmbedder(Embedder):
+    def __init__(self, spec: ModelSpec, devices: list[str], options: LocalOptions | None = None,
                  min_tokens: int = 2_000_000, task_tokens: int | None = None, notice=None):
-        from .embed import Embedder
-
         if not devices:
             raise ValueError("no devices")
         self.spec = spec
         self.devices = list(devices)
-        self.local = Embedder(spec, device=self.devices[0], token_budget=token_budget, dtype=dtype)
+        self.options = options or LocalOptions()
+        self.local = load_local(spec, self.devices[0], self.options)
         self.device = f"{len(self.devices)} x {self.devices[0].split(':')[0]}" if len(self.devices) > 1 \
             else self.devices[0]
         self.dim = self.local.dim
-        self.tokenizer = self.local.tokenizer
-        self.token_budget = self.local.token_budget
-        self.dtype_name = dtype
         self.min_tokens = min_tokens
-        self.task_tokens = task_tokens or 4 * self.local.token_budget
+        self.task_tokens = task_tokens or 4 * getattr(self.local, "token_budget", 65536)
         self.notice = notice
         self._procs = []
         self._tasks = None
         self._results = None
-        self._ready: list[str] = []
         self._lock = threading.Lock()
 
-    # -- what Embedder offers ---------------------------------------------------------------
     @property
     def path(self) -> str:
         return f"{self.local.path} x {len(self.devices)} devices"
 
-    def tokenize(self, texts):
-        return self.local.tokenize(texts)
-
-    def embed_documents(self, texts, progress=None):
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_token_ids(self.tokenize([self.spec.document_prompt + t for t in texts]), progress)
-
-    def embed_queries(self, texts):
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self.local.embed_queries(texts)
 
     def estimate_seconds(self, total_tokens: int):
-        one = self.local.estimate_seconds(total_tokens / len(self.devices))
-        return one
+        return self.local.estimate_seconds(total_tokens / len(self.devices))
+
+    def embed_token_ids(self, token_ids: list[list[int]], progress: Progress | None = None) -> np.ndarray:
+        return merge_results(len(token_ids), self.dim, self.stream_token_ids(token_ids, progress))
+
+    def stream_token_ids(self, token_ids: list[list[int]], progress: Progress | None = None) -> Batches:
+        total = sum(len(t) for t in token_ids)
+        if len(self.devices) == 1 or total < self.min_tokens or len(token_ids) < 2:
+            yield from self.local.stream_token_ids(token_ids, progress)
+            return
+        yield from self._spread(token_ids, progress, total)
 
     def plan(self, total_tokens: int) -> str:
         if len(self.devices) == 1 or total_tokens < self.min_tokens:
@@ -135,15 +128,12 @@ class MultiDeviceEmbedder:
         self._start(share)
         return f"spread over {len(self.devices)} devices ({', '.join(self.devices)}); " + self.local.plan(share)
 
-    def embed_token_ids(self, token_ids, progress=None) -> np.ndarray:
-        return merge_results(len(token_ids), self.dim, self.embed_stream(token_ids, progress))
-
-    def embed_stream(self, token_ids, progress=None):
-        total = sum(len(t) for t in token_ids)
-        if len(self.devices) == 1 or total < self.min_tokens or len(token_ids) < 2:
-            yield from self.local.embed_stream(token_ids, progress)
-            return
-        yield from self._spread(token_ids, progress, total)
+    def document_job(self, texts: list[str]) -> DocumentJob:
+        token_ids = self.local.tokenize([self.spec.document_prompt + t for t in texts])
+        tokens = sum(len(t) for t in token_ids)
+        return DocumentJob(count=len(texts), tokens=tokens, estimate_s=self.estimate_seconds(tokens),
+                           run=lambda progress: self.stream_token_ids(token_ids, progress),
+                           decide=lambda: self.plan(tokens))
 
     # -- the pool ---------------------------------------------------------------------------
     def _start(self, plan_tokens: int) -> None:
@@ -157,8 +147,7 @@ class MultiDeviceEmbedder:
             fields = asdict(self.spec)
             for device in self.devices[1:]:
                 p = ctx.Process(target=_worker_main, daemon=True, name=f"codesearch-embed-{device}",
-                                args=(fields, device, self.token_budget, self.dtype_name, plan_tokens,
-                                      self._tasks, self._results))
+                                args=(fields, device, self.options, plan_tokens, self._tasks, self._results))
                 p.start()
                 self._procs.append(p)
             atexit.register(self.close)
@@ -190,22 +179,21 @@ class MultiDeviceEmbedder:
 
         thread = threading.Thread(target=local_worker, daemon=True, name="codesearch-embed-local")
         thread.start()
-        alive_errors = []
+        start_errors = []
         try:
             while pending:
                 try:
                     msg = self._results.get(timeout=1.0)
                 except queue.Empty:
                     if not thread.is_alive() and not any(p.is_alive() for p in self._procs):
-                        raise RuntimeError("every embedding worker stopped: " + "; ".join(alive_errors))
+                        raise RuntimeError("every embedding worker stopped: " + "; ".join(start_errors))
                     continue
                 kind = msg[0]
                 if kind == "ready":
-                    self._ready.append(msg[1])
                     if self.notice:
                         self.notice(f"{msg[1]} ready: {msg[2]}")
                 elif kind == "error":
-                    alive_errors.append(f"{msg[1]}: {msg[2]}")
+                    start_errors.append(f"{msg[1]}: {msg[2]}")
                     log.warning("embedding worker on %s failed to start: %s", msg[1], msg[2])
                 elif kind == "failed":
                     raise RuntimeError(f"embedding failed on {msg[2]}")
@@ -230,18 +218,3 @@ class MultiDeviceEmbedder:
             if p.is_alive():
                 p.terminate()
         self._procs = []
-
-
-def load_for_indexing(spec, device: str, token_budget: int | None = None):
-    """An Embedder, or a MultiDeviceEmbedder when `device` allows several GPUs and more than one
-    is visible ($CODESEARCH_GPUS=N caps how many, 1 turns spreading off)."""
-    from .embed import Embedder
-
-    if device in ("auto", "cuda"):
-        gpus = visible_gpus()
-        cap = os.environ.get("CODESEARCH_GPUS")
-        if cap:
-            gpus = gpus[: max(1, int(cap))]
-        if len(gpus) > 1:
-            return MultiDeviceEmbedder(spec, gpus, token_budget=token_budget)
-    return Embedder(spec, device=device, token_budget=token_budget)

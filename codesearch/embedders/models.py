@@ -19,8 +19,8 @@ import logging
 import os
 from pathlib import Path
 
-from .embed import ModelSpec
-from .errors import ModelUnavailableError
+from .spec import ModelSpec
+from ..errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _hub_folder(repo_id: str, allow_download: bool) -> Path | None:
 
 
 def offline_spec() -> ModelSpec:
-    from .offline_model import E5_PROMPTS, OfflineModelUnavailable, ensure_e5_small
+    from ..offline_model import E5_PROMPTS, OfflineModelUnavailable, ensure_e5_small
 
     try:
         folder = ensure_e5_small()
@@ -108,8 +108,9 @@ def offline_spec() -> ModelSpec:
 
 
 def resolve_model(name: str | None, warn=None, allow_download: bool = True) -> ModelSpec:
-    """Turn what the user asked for (or nothing) into a ModelSpec, loading nothing yet."""
-    requested = name or os.environ.get("CODESEARCH_MODEL") or None
+    """Turn what the user asked for (the `model` setting, or nothing) into a ModelSpec,
+    loading nothing yet."""
+    requested = name or None
     if requested is None:
         folder = _hub_folder(DEFAULT_MODEL, allow_download)
         if folder is not None:

@@ -1,0 +1,5 @@
+"""`python -m codesearch ...`"""
+
+from .cli import main
+
+main(prog_name="codesearch")

@@ -1,0 +1,39 @@
+"""The `codesearch` command line: one module per command, all over the application layer.
+
+Commands that need no model (`status`, `hook`, `--help`) never import torch; the model is
+loaded only when something has to be embedded. Problems the user can fix surface as one
+`error:` line and a non-zero exit code, not a traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .errors import MainGroup
+
+
+@click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="codesearch")
+def main():
+    """Semantic code search for a repository: index it once, then ask in English or Chinese.
+
+    \b
+      codesearch index ./repo
+      codesearch query "read a CSV file and sort it"
+      codesearch query --json -k 5 "读取CSV并排序"
+    """
+
+
+def _register() -> None:
+    from .daemon_cmd import daemon
+    from .hook_cmd import hook
+    from .index_cmd import index
+    from .query_cmd import query
+    from .status_cmd import status
+
+    for command in (index, query, status, daemon, hook):
+        main.add_command(command)
+
+
+_register()

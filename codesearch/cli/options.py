@@ -1,0 +1,29 @@
+"""Options shared by several `codesearch` commands.
+
+Options that are also settings default to None ("not given"), so the settings layers
+(environment, config files) fill them in; `codesearch/settings.py` has the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def repo_option(help: str = "Repository (default: the one around the current folder)."):
+    return click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help=help)
+
+
+def index_dir_option(help: str = "Keep indexes under this folder instead of <repo>/.codesearch "
+                                 "(env CODESEARCH_INDEX_DIR)."):
+    return click.option("--index-dir", default=None, help=help)
+
+
+def device_option(help: str = "Where the model runs (default: auto; env CODESEARCH_DEVICE)."):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None, help=help)
+
+
+def model_option(help: str):
+    return click.option("--model", default=None, help=help)

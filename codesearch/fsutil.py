@@ -1,0 +1,119 @@
+"""The two file-system primitives every writer in codesearch uses: an atomic write and a lock.
+
+- `atomic_write`: readers see the old file or the new one, never half of one (a temporary
+  sibling, fsync'd, then renamed over the target). A symlinked target is written through.
+- `FileLock`: an exclusive inter-process lock on a file (filelock's, so the kernel drops it
+  when the holder dies, kill -9 included), with the holder's pid kept in a sidecar file so a
+  busy lock can say who holds it. `held_elsewhere` probes without waiting.
+
+Imports only the standard library and filelock: the git hook imports this on every commit.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import filelock
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int | None = None, fsync: bool = True) -> None:
+    """Replace `path` with `data` in one rename (its folder is made if missing). `mode` sets the
+    permission bits (default: the old file's, else 0o666 less the umask)."""
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if mode is None:
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class FileLock:
+    """An exclusive lock on `path`, taken without blocking unless `acquire(wait=...)` says so.
+
+    Not re-entrant across instances; one instance is one hold. Used as a context manager by
+    callers that raise their own "busy" error when `acquire()` returns False.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False, is_singleton=False,
+                                       preserve_lock_file=True)
+
+    @property
+    def owner_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".owner")
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=wait, poll_interval=0.05)
+        except filelock.Timeout:
+            return False
+        try:
+            atomic_write(self.owner_path, str(os.getpid()), fsync=False)
+        except OSError:
+            pass  # the pid is only for messages
+        return True
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def holder(self) -> int | None:
+        """The pid that last took the lock (meaningful while `held_elsewhere()` is True)."""
+        try:
+            return int(self.owner_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock right now (a probe that never waits)."""
+        if self.held:
+            return False
+        if not self.path.exists():
+            return False
+        probe = filelock.FileLock(str(self.path), timeout=0, thread_local=False, is_singleton=False,
+                                  preserve_lock_file=True)
+        try:
+            probe.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        except OSError:
+            return False
+        probe.release(force=True)
+        return False
+
+    def __enter__(self):
+        if not self.acquire():
+            raise BlockingIOError(f"{self.path} is locked by pid {self.holder()}")
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

