@@ -616,3 +616,35 @@ def test_pre_commit_framework_manifest():
     assert entry["entry"].split()[:3] == ["codesearch", "hook", "run"]
     assert entry["language"] == "python" and entry["pass_filenames"] is False and entry["always_run"] is True
     assert set(entry["stages"]) == {"pre-commit", "post-checkout", "post-merge"}
+
+
+def test_pre_commit_framework_runs_the_hook(tmp_path, indexed_repo):
+    """The pre-commit framework itself installs this project from .pre-commit-hooks.yaml (as a
+    user's `repo:` entry would, non-editable) and runs the hook, which updates the index.
+
+    Offline: the framework's virtualenv sees this interpreter's packages
+    (VIRTUALENV_SYSTEM_SITE_PACKAGES), so pip installs codesearch itself with no index."""
+    exe = shutil.which("pre-commit")
+    if exe is None:
+        pytest.skip("the pre-commit framework is not installed (pip install pre-commit)")
+    root = Path(__file__).resolve().parent.parent
+    hook_repo = tmp_path / "hook repo"
+    hook_repo.mkdir()
+    for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
+        shutil.copy(root / name, hook_repo / name)
+    shutil.copytree(root / "codesearch", hook_repo / "codesearch", ignore=shutil.ignore_patterns("__pycache__"))
+    git(hook_repo, "init", "-q", "-b", "main")
+    git(hook_repo, "add", "-A")
+    git(hook_repo, "commit", "-q", "-m", "hook")
+    rev = git(hook_repo, "rev-parse", "HEAD").stdout.strip()
+    write(indexed_repo, ".pre-commit-config.yaml",
+          f"repos:\n-   repo: {hook_repo}\n    rev: {rev}\n    hooks: [{{id: codesearch-reindex}}]\n")
+    write(indexed_repo, "calc.py", FILES["calc.py"] + "\n\ndef halve_number(x):\n    return x / 2\n")
+    git(indexed_repo, "add", "-A")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit home"), "VIRTUALENV_SYSTEM_SITE_PACKAGES": "1",
+           "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", SYNC_ENV: "1"}
+    proc = subprocess.run([exe, "run", "--hook-stage", "pre-commit"], cwd=indexed_repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "codesearch index update" in proc.stdout and "Passed" in proc.stdout
+    assert ("calc.py", "halve_number") in units(indexed_repo)

@@ -26,13 +26,14 @@ def main():
 
 
 def _register() -> None:
+    from .config_cmd import config
     from .daemon_cmd import daemon
     from .hook_cmd import hook
     from .index_cmd import index
     from .query_cmd import query
     from .status_cmd import status
 
-    for command in (index, query, status, daemon, hook):
+    for command in (index, query, status, config, daemon, hook):
         main.add_command(command)
 
 

