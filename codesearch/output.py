@@ -15,6 +15,7 @@ import time
 import click
 
 from .languages import LANGUAGES
+from .terminal import visible
 
 
 def use_colour(stream=None) -> bool:
@@ -43,8 +44,8 @@ def render_hits(hits: list[dict], colour: bool, show_snippet: bool = True) -> st
         return "no results"
     blocks = []
     for i, h in enumerate(hits, 1):
-        loc = f"{h['path']}:{h['start_line']}-{h['end_line']}"
-        title = h["qualname"] if h["kind"] != "file" else "(file)"
+        loc = visible(f"{h['path']}:{h['start_line']}-{h['end_line']}")
+        title = visible(h["qualname"]) if h["kind"] != "file" else "(file)"
         if colour:
             head = (click.style(f"{i:>2}. ", dim=True) + click.style(loc, fg="cyan") + "  "
                     + click.style(title, fg="yellow", bold=True) + click.style(f"  {h['score']:.3f}", dim=True))
@@ -52,8 +53,9 @@ def render_hits(hits: list[dict], colour: bool, show_snippet: bool = True) -> st
             head = f"{i:>2}. {loc}  {title}  {h['score']:.3f}"
         lines = [head]
         if show_snippet and h["snippet"]:
-            snippet = highlight(h["snippet"], h["language"]) if colour else h["snippet"]
-            width = len(str(h["start_line"] + h["snippet"].count("\n")))
+            text = visible(h["snippet"])  # escaped before colouring: only our own sequences remain
+            snippet = highlight(text, h["language"]) if colour else text
+            width = len(str(h["start_line"] + text.count("\n")))
             for n, line in enumerate(snippet.split("\n")):
                 num = str(h["start_line"] + n).rjust(width)
                 lines.append(("    " + click.style(num, dim=True) + " │ " if colour else f"    {num} | ") + line)
