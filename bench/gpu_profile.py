@@ -5,7 +5,7 @@ Runs on a CUDA machine, in one process:
      (real tokens/s, min cosine to the plain transformers forward on a subset):
        base        every layer on every row, cuBLAS gate/up product + compiled SwiGLU
        prune       the last layer on the end rows only (PackedDecoder.prune_last)
-       prune+tattn plus our Triton varlen attention kernel (codesearch/gpu_kernels.py) in place
+       prune+tattn plus our Triton varlen attention kernel (codesearch/embedders/gpu_kernels.py) in place
                    of torch's flash-attention 2 (tuned during the warm-up; a name ending in
                    `-live` forgets that tuning and tunes on the real batches, to compare)
      then, per --phases, everything recompiled with other inductor settings (PHASES), the last two again;
@@ -41,7 +41,7 @@ def log(msg: str) -> None:
 def timed(runner, ids, sync):
     sync()
     t0 = time.perf_counter()
-    out = runner.embed(ids)
+    out = runner.embed_token_ids(ids)
     sync()
     return time.perf_counter() - t0, out
 
@@ -64,10 +64,10 @@ def profile(runner, ids, args) -> dict:
     from torch.profiler import ProfilerActivity, profile as tprofile
 
     sub = ids[: args.profile_inputs]
-    runner.embed(sub)
+    runner.embed_token_ids(sub)
     torch.cuda.synchronize()
     with tprofile(activities=[ProfilerActivity.CUDA]) as prof:
-        runner.embed(sub)
+        runner.embed_token_ids(sub)
         torch.cuda.synchronize()
     kernels: dict[str, float] = {}
     for evt in prof.key_averages():
@@ -122,12 +122,14 @@ def attention_compare(packed, ids, budget: int) -> dict:
     lengths: the first (the longest sequences) and the middle one (typical lengths)."""
     import torch
 
-    from codesearch.embed_gpu import _flash_varlen, pack_batches, triton_varlen
-    from codesearch.gpu_kernels import available
+    from codesearch.embedders.batching import group_by_budget
+    from codesearch.embedders.gpu import MAX_SEQS
+    from codesearch.embedders.gpu_attention import flash_varlen, triton_varlen
+    from codesearch.embedders.gpu_kernels import available
 
     lengths = [len(t) for t in ids]
-    batches = pack_batches(lengths, budget)
-    flash = _flash_varlen()
+    batches = group_by_budget(lengths, budget, padded=False, max_items=MAX_SEQS)  # as the packed path packs
+    flash = flash_varlen()
     fns = {"flash-attention 2 varlen": flash}
     if available():
         fns["our Triton kernel"] = triton_varlen(flash)
@@ -182,25 +184,28 @@ def main(argv=None) -> None:
 
     import torch
 
-    from codesearch.embed import Embedder
-    from codesearch.embed_gpu import _flash_varlen, triton_varlen
-    from codesearch.gpu_kernels import available
+    from codesearch.embedders.gpu import PackedGpuEmbedder
+    from codesearch.embedders.gpu_attention import flash_varlen, triton_varlen
+    from codesearch.embedders.gpu_kernels import available
+    from codesearch.embedders.hf_model import HFModel
+    from codesearch.embedders.transformers_loop import TransformersEmbedder
 
     spec = resolve_spec(args.model, args.tokenizer, Path(args.workdir), "bf16")
-    plain = Embedder(spec, device="cuda", fast="never")
-    ids = synthetic_inputs(args.inputs, plain.eos_id or 151643)
+    plain = TransformersEmbedder(HFModel(spec, "cuda"))  # the reference: stock model, padded batches
+    ids = synthetic_inputs(args.inputs, plain.model.eos_id or 151643)
     tokens = sum(len(t) for t in ids)
     check = ids[: args.check_inputs]
-    ref = plain.plain_embed_token_ids(check)
+    ref = plain.embed_token_ids(check)
     del plain
     torch.cuda.empty_cache()
 
-    emb = Embedder(spec, device="cuda")
-    runner = emb.fast
+    # the packed path on its own copy of the model (it merges the model's weights in place)
+    runner = PackedGpuEmbedder(HFModel(spec, "cuda"), args.budget, attention=None, attention_choice="triton",
+                               compile="auto", cuda_graphs=True)
     packed = runner.packed
     runner.token_budget = args.budget
     packed.inductor_options = dict(PHASES[args.first]) if args.first else packed.inductor_options
-    flash = _flash_varlen()
+    flash = flash_varlen()
     tattn = triton_varlen(flash) if available() else None
     t0 = time.perf_counter()
     runner.warm_up()
@@ -217,12 +222,12 @@ def main(argv=None) -> None:
         if name.endswith("-live") and name not in live:  # forget the warm-up's tuning and
             import tempfile                                  # tune on the real batches instead
 
-            from codesearch import gpu_kernels
+            from codesearch.embedders import gpu_kernels
 
             os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp()
             gpu_kernels._kernel.cache_clear()
             packed.attend = triton_varlen(flash)
-            runner.embed(ids)
+            runner.embed_token_ids(ids)
             live[name] = packed.attend
         elif name in live:
             packed.attend = live[name]
@@ -230,7 +235,7 @@ def main(argv=None) -> None:
     def run_round(names, rnd, tag=""):
         for name in names:
             setup(name)
-            runner.embed(ids[:256])
+            runner.embed_token_ids(ids[:256])
             secs, out = timed(runner, ids, torch.cuda.synchronize)
             cos = float((out[: len(check)] * ref).sum(axis=1).min())
             row = dict(variant=name + tag, round=rnd, tokens_per_s=round(tokens / secs), min_cos=round(cos, 5))

@@ -43,7 +43,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from codesearch import hooks  # noqa: E402
+from codesearch.settings import Settings  # noqa: E402
 
+# the settings' environment variables (codesearch/settings.py KEYS) and the default linger
+SYNC_ENV = "CODESEARCH_HOOK_SYNC"
+LINGER_ENV = "CODESEARCH_HOOK_LINGER"
+DEFAULT_LINGER = Settings().hook_linger
 PER_FILE = 25
 SESSION = format(int(time.time()), "x")
 VERBS = ["parse", "load", "save", "compute", "validate", "merge", "split", "render", "encode", "decode",
@@ -174,8 +179,8 @@ def main() -> None:
 
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, for this process and the hooks it starts
     os.environ.pop("CODESEARCH_INDEX_DIR", None)
-    os.environ.pop(hooks.SYNC_ENV, None)
-    os.environ.pop(hooks.LINGER_ENV, None)
+    os.environ.pop(SYNC_ENV, None)
+    os.environ.pop(LINGER_ENV, None)
     os.environ.update(GIT_ENV)
     temp = None
     if args.workdir is None:
@@ -238,8 +243,8 @@ def main() -> None:
         # -- time to fresh, sync mode --------------------------------------------------------
         cs("hook", "install", "--sync", "--device", "cpu", "--repo", str(repo))
         sync = {}
-        for kind, linger in (("cold", "0"), ("warm", str(hooks.DEFAULT_LINGER))):
-            os.environ[hooks.LINGER_ENV] = linger
+        for kind, linger in (("cold", "0"), ("warm", str(DEFAULT_LINGER))):
+            os.environ[LINGER_ENV] = linger
             wait_stopped(repo)
             sync[kind] = []
             for run in range(args.runs + 1):

@@ -52,7 +52,8 @@ def main() -> int:
         first.append(timed(base + ["query", "-k", "10", *where, QUESTIONS[0]], env))
     summary("first query (starts the daemon)", first)
     for _ in range(600):  # wait until the daemon answers
-        if b"running" in subprocess.run(base + ["daemon", "status"] + where, capture_output=True).stdout:
+        # `daemon status` prints "running (pid N)" or "not running"
+        if subprocess.run(base + ["daemon", "status"] + where, capture_output=True).stdout.startswith(b"running"):
             break
         time.sleep(0.2)
     warm = [timed(base + ["query", "-k", "10", *where, QUESTIONS[i % len(QUESTIONS)]], env)
