@@ -93,7 +93,7 @@ class Store:
         if "_migrations" not in tables:
             if "meta" in tables:
                 row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None or row[0] != "1":
+                if row is None or row[0] != store_migrations.LEGACY_SCHEMA:
                     raise CorruptIndexError(f"the index at {self.dir} was made by another codesearch version; "
                                             f"run `codesearch index --rebuild`")
                 store_migrations.adopt_legacy(c)

@@ -9,7 +9,9 @@ Rules for a new migration: append it (never edit or reorder an applied one), kee
 and make anything derived (the full-text index, the ANN graph) rebuildable from the tables.
 
 Indexes written before migrations existed carry `meta.schema_version = 1`: their tables
-are exactly m001's, which is then recorded as applied.
+are exactly m001's, which is then recorded as applied. Every migrated index carries
+`schema_version = 2`, which releases from before migrations refuse ("made by another
+codesearch version") instead of writing rows that miss the newer columns.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Callable
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
+LEGACY_SCHEMA = "1"  # meta.schema_version of indexes from before migrations
+MIGRATED_SCHEMA = "2"  # what every migrated index says, so that those releases keep out
 
 
 def migration(fn: Migration) -> Migration:
@@ -95,6 +99,7 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
             m(db)
             db.execute("INSERT INTO _migrations VALUES (?, ?)", (m.__name__, time.time()))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (MIGRATED_SCHEMA,))
         except BaseException:
             db.execute("ROLLBACK")
             raise

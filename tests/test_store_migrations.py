@@ -1,0 +1,91 @@
+"""Numbered schema migrations: an index from before migrations moves forward and keeps its
+vectors; a new index runs them all; an index from a newer codesearch is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from codesearch import store_migrations
+from codesearch.errors import CorruptIndexError
+from codesearch.store import DB_NAME, Store
+
+# the schema of the releases before migrations (schema_version 1), as they wrote it
+LEGACY = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE files (path TEXT PRIMARY KEY, language TEXT NOT NULL, hash TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, indexed_at REAL NOT NULL);
+CREATE TABLE units (id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, language TEXT NOT NULL,
+    kind TEXT NOT NULL, name TEXT NOT NULL, qualname TEXT NOT NULL, start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL, signature TEXT NOT NULL, doc TEXT NOT NULL, code TEXT NOT NULL);
+CREATE INDEX units_path ON units(path);
+CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, unit_id INTEGER NOT NULL, part INTEGER NOT NULL,
+    text_hash TEXT NOT NULL);
+CREATE TABLE vectors (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE VIRTUAL TABLE units_fts USING fts5(names, path, doc, code, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+
+def legacy_index(folder, paths):
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(folder / DB_NAME)
+    db.executescript(LEGACY)
+    for i, path in enumerate(paths, 1):
+        db.execute("INSERT INTO units VALUES (?, ?, 'python', 'function', ?, ?, 1, 2, '', '', 'pass')",
+                   (i, path, f"f{i}", f"f{i}"))
+        db.execute("INSERT INTO chunks VALUES (?, ?, 0, ?)", (i, i, f"h{i}"))
+        db.execute("INSERT INTO vectors VALUES (?, ?)", (f"h{i}", np.full(4, i, np.float32).tobytes()))
+    db.commit()
+    db.close()
+
+
+def test_legacy_index_moves_forward_and_keeps_its_vectors(tmp_path):
+    legacy_index(tmp_path / "idx", ["src/app.py", "tests/test_app.py", "vendor/lib.py"])
+    store = Store(tmp_path / "idx").open()
+    try:
+        assert store.schema_steps() == [m.__name__ for m in store_migrations.MIGRATIONS]
+        assert store.secondary_units() == {2, 3}  # m002 judged the existing units by their paths
+        assert store.known_vectors(["h1", "h2", "h3"]) == {"h1", "h2", "h3"}
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    finally:
+        store.close()
+    again = Store(tmp_path / "idx").open()  # nothing left to do the second time
+    assert store_migrations.pending(again.conn) == []
+    again.close()
+
+
+def test_new_index_runs_every_migration(tmp_path):
+    store = Store(tmp_path / "idx").open(create=True)
+    try:
+        assert store.schema_steps() == [m.__name__ for m in store_migrations.MIGRATIONS]
+    finally:
+        store.close()
+
+
+def test_a_failed_migration_changes_nothing(tmp_path, monkeypatch):
+    legacy_index(tmp_path / "idx", ["a.py"])
+
+    def broken(db):
+        db.execute("ALTER TABLE units ADD COLUMN half_done INTEGER")
+        raise RuntimeError("disk trouble")
+    broken.__name__ = "m999_broken"
+    monkeypatch.setattr(store_migrations, "MIGRATIONS", [*store_migrations.MIGRATIONS, broken])
+    with pytest.raises(RuntimeError):
+        Store(tmp_path / "idx").open()
+    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    columns = [r[1] for r in db.execute("PRAGMA table_info(units)")]
+    assert "half_done" not in columns and "secondary" in columns  # m002 kept, m999 rolled back
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations")][-1] == "m002_secondary_flag"
+
+
+def test_index_from_a_newer_codesearch_is_refused(tmp_path):
+    Store(tmp_path / "idx").open(create=True).close()
+    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    db.execute("INSERT INTO _migrations VALUES ('m050_from_the_future', 0)")
+    db.commit()
+    db.close()
+    with pytest.raises(CorruptIndexError, match="newer codesearch"):
+        Store(tmp_path / "idx").open()
