@@ -1,5 +1,5 @@
 """`python -m codesearch ...`"""
 
-from .cli import main
+from .cli import entry
 
-main(prog_name="codesearch")
+entry()

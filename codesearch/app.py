@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .embedders import Embedder, ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError, ModelUnavailableError, NoIndexError
+from .phases import phase
 from .paths import check_repo, find_repo_root, index_dir_for
 from .settings import Settings, load_settings
 
@@ -104,7 +105,8 @@ class Embedders:
         if self.notice:
             self.notice(f"loading model {spec.id} ...")
         try:
-            emb = make_embedder(spec, self.settings, purpose, texts)
+            with phase("model load"):
+                emb = make_embedder(spec, self.settings, purpose, texts)
         except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs below
             failure = _load_failure(spec, self.settings.device, error)
             if failure is None:
@@ -207,9 +209,11 @@ class SearchSession:
         if self.searcher is not None and version == self._version:
             return
         self.close_index()
-        self.store = Store(self.ws.index_dir).open()
-        recorded = self.store.get_meta("model") or {}
-        self.searcher = Searcher(self.store, embedder_loader=lambda: self._embedder(recorded))
+        with phase("index open"):
+            self.store = Store(self.ws.index_dir).open()
+            recorded = self.store.get_meta("model") or {}
+        with phase("ann load"):
+            self.searcher = Searcher(self.store, embedder_loader=lambda: self._embedder(recorded))
         self._version = version
 
     def _embedder(self, recorded: dict) -> Embedder:
@@ -233,7 +237,8 @@ class SearchSession:
     def search(self, query: Query):
         self.refresh()
         self.searcher.translate = query.translate
-        return self.searcher.search(query.text, query.k, query.mode, query.langs or None, query.paths or None)
+        with phase("search"):
+            return self.searcher.search(query.text, query.k, query.mode, query.langs or None, query.paths or None)
 
     def close_index(self) -> None:
         if self.store is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 from .extract import Unit
 from .text import identifier_words, split_identifier
@@ -63,3 +64,19 @@ def lexical_fields(unit: Unit) -> tuple[str, str, str, str]:
     path = f"{unit.path} {identifier_words(unit.path)} {' '.join(re.split(r'[/._-]', unit.path))}"
     code = f"{unit.code} {identifier_words(unit.code)}"
     return names, path, unit.doc, code
+
+
+@dataclass
+class PreparedUnit:
+    """A unit with everything the index stores for it, computed where the file was parsed (in
+    a worker process for big jobs): its texts to embed, their hashes, and its full-text fields."""
+
+    unit: Unit
+    texts: list[str]
+    hashes: list[str]
+    lexical: tuple[str, str, str, str]
+
+
+def prepare(unit: Unit) -> PreparedUnit:
+    texts = unit_pieces(unit)
+    return PreparedUnit(unit, texts, [text_hash(t) for t in texts], lexical_fields(unit))

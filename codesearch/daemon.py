@@ -87,15 +87,19 @@ def reply_error(reply: dict) -> CodesearchError:
     return error
 
 
-def start(ws) -> None:
-    """Start a server for workspace `ws` in the background (a new session, so it outlives the caller)."""
+def start(ws) -> bool:
+    """Start a server for workspace `ws` in the background (a new session, so it outlives the
+    caller); False when one already answers for this index."""
     index_dir = Path(ws.index_dir)
+    if request(index_dir, {"op": "ping"}, timeout=2):
+        return False
     log = open(index_dir / LOG_NAME, "ab")
     cmd = [sys.executable, "-m", "codesearch.daemon", str(index_dir), str(ws.root), ws.settings.device,
            str(ws.settings.daemon_idle)]
     subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                      close_fds=True)
     log.close()
+    return True
 
 
 def stop(index_dir: Path) -> bool:
@@ -127,10 +131,16 @@ class Server:
         return {"ok": True, "results": out}
 
     def warm_up(self) -> None:
-        """Load what a question needs (the index, the model, the Chinese dictionaries)."""
+        """Load what a question needs (the index, the model, the Chinese dictionaries), and on a
+        GPU capture the graph of a typical question's length (on its second use)."""
         from .app import Query
 
-        self.session.search(Query("读取 warm up", k=1))
+        for _ in range(2):
+            self.session.search(Query("read the configuration file and return its settings", k=1))
+        try:
+            self.session.search(Query("读取配置文件", k=1))
+        except Exception as error:  # noqa: BLE001 - Chinese questions then load their part on first use
+            print(f"codesearch daemon: Chinese warm-up failed ({error}); continuing", file=sys.stderr)
 
     def serve(self) -> int:
         lock = FileLock(self.ws.index_dir / LOCK_NAME)

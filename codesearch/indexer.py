@@ -25,19 +25,43 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import chunking
 from .ann import ANN_FILE, STAMP_FILE, AnnIndex
 from .embedders import ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError
-from .extract import Unit
+from .chunking import PreparedUnit
 from .files import DEFAULT_MAX_FILE_SIZE, discover
 from .languages import query_files
 from .parsing import parse_files
+from .phases import phase
 from .ranking import is_secondary_path
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
 EXTRACTOR_VERSION = "1"
+PREFETCH_MIN_FILES = 100  # new files: enough work that the model is loaded while they are parsed
+
+
+class Prefetch:
+    """Load the embedding model on a thread while the files are read and parsed: a cold index
+    run otherwise pays the model's start-up (imports, weights, device) before any parsing."""
+
+    def __init__(self, load):
+        self._result = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(load,), name="codesearch-model-load", daemon=True)
+        self._thread.start()
+
+    def _run(self, load) -> None:
+        try:
+            self._result = load()
+        except BaseException as error:  # noqa: BLE001 - handed to whoever waits for the model
+            self._error = error
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 @dataclass
@@ -101,12 +125,14 @@ class Indexer:
                 shutil.rmtree(target, ignore_errors=True)
             store = Store(target)
             fresh = not store.exists()
-            store.open(create=True)
+            with phase("index open"):
+                store.open(create=True)
             try:
                 recorded = store.get_meta("model")
                 previous = self._previous_model() if rebuild else None
                 keep = recorded or previous  # a rebuild without --model keeps the index's model
-                spec = spec_for(None if (model_requested or keep is None) else keep["id"])
+                with phase("model spec"):
+                    spec = spec_for(None if (model_requested or keep is None) else keep["id"])
                 if previous is not None and models_match(spec, previous):
                     self._reuse_vectors(store)
                 if recorded is not None and not models_match(spec, recorded):
@@ -169,21 +195,29 @@ class Indexer:
 
     def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool) -> IndexReport:
         report = IndexReport(model=spec.id)
-        found = discover(self.repo, self.max_file_size, only=only)
+        with phase("discover"):
+            found = discover(self.repo, self.max_file_size, only=only)
         report.skipped = found.skipped
         if only is None and not found.files:
             why = f" ({len(found.skipped)} skipped: binary, too large or symlinks)" if found.skipped else ""
             raise CodesearchError(f"no source files in a supported language under {self.repo}{why}; "
                                   f"nothing to index (see `codesearch index --help` for the languages)")
-        to_read, deleted = self._plan_reads(store, found, only)
+        with phase("compare with the index"):
+            to_read, deleted = self._plan_reads(store, found, only)
 
         # Read and parse (in worker processes for big jobs, which keep parsing ahead while this
         # process embeds), and embed in groups as pieces accumulate.
-        changed: dict[str, tuple[str, list[Unit] | None]] = {}
+        changed: dict[str, tuple[str, list[PreparedUnit] | None]] = {}
         pieces: dict[str, str] = {}
-        planned: dict[str, list[tuple[Unit, list[str]]]] = {}
         pending: list[str] = []
         embedder = None
+        prefetch = None
+        if sum(1 for _p, _l, old in to_read if old is None) >= PREFETCH_MIN_FILES and not store.stored_dim():
+            prefetch = Prefetch(lambda: embedder_for(spec, None))  # a first index: embedding is certain
+
+        def model(texts):
+            return prefetch.result() if prefetch is not None else embedder_for(spec, texts)
+
         for path, digest, units, error in parse_files(self.repo, to_read, self.parse_workers):
             if error:
                 report.skipped[path] = error
@@ -191,13 +225,9 @@ class Indexer:
             changed[path] = (digest, units)
             if units is None:
                 continue  # touched, same content: refresh mtime only
-            planned[path] = []
             fresh_hashes = []
-            for unit in units:
-                texts = chunking.unit_pieces(unit)
-                hashes = [chunking.text_hash(t) for t in texts]
-                planned[path].append((unit, hashes))
-                for h, t in zip(hashes, texts):
+            for prepared in units:
+                for h, t in zip(prepared.hashes, prepared.texts):
                     if h not in pieces:
                         pieces[h] = t
                         fresh_hashes.append(h)
@@ -205,13 +235,15 @@ class Indexer:
             report.chunks_reused += len(fresh_hashes) - len(new)
             pending.extend(new)
             if len(pending) >= EMBED_GROUP:
-                embedder = embedder or embedder_for(spec, None)
+                embedder = embedder or model(None)
                 self._embed(store, embedder, pending, pieces, report)
                 pending = []
         report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
         if pending:
-            embedder = embedder or embedder_for(spec, [pieces[h] for h in pending])
+            embedder = embedder or model([pieces[h] for h in pending])
             self._embed(store, embedder, pending, pieces, report)
+        elif prefetch is not None and embedder is None:
+            embedder = prefetch.result()  # loaded for nothing after all (every vector was known)
         dim = embedder.dim if embedder is not None else (store.get_meta("model") or {}).get("dim")
         if dim is None:  # nothing embedded now: a rebuild that reused every vector knows its size
             dim = store.stored_dim()
@@ -219,20 +251,21 @@ class Indexer:
             dim = embedder_for(spec, []).dim
 
         ann = AnnIndex(store.dir, dim)
-        ann_ok = not fresh and ann.load(store.live_label_stamp())
+        with phase("ann load"):
+            ann_ok = not fresh and ann.load(store.live_label_stamp())
         removed_chunks: list[int] = []
         added_chunks: list[int] = []
-        with store.transaction():
+        with phase("store units"), store.transaction():
             for path in deleted + [p for p, v in changed.items() if v[1] is not None]:
                 removed_chunks.extend(store.remove_path(path))
             now = time.time()
             files = {f.path: f for f in found.files}
-            for path, (digest, _units) in changed.items():
+            for path, (digest, units) in changed.items():
                 f = files[path]
                 store.put_file(path, f.language.name, digest, f.size, f.mtime_ns, now)
-                for unit, hashes in planned.get(path, []):
-                    added_chunks.extend(store.add_unit(unit, is_secondary_path(unit.path),
-                                                       chunking.lexical_fields(unit), hashes))
+                for prepared in units or []:
+                    added_chunks.extend(store.add_unit(prepared.unit, is_secondary_path(path), prepared.lexical,
+                                                       prepared.hashes))
             meta = spec.index_meta()
             meta["dim"] = dim
             store.set_meta("model", meta)
@@ -242,9 +275,10 @@ class Indexer:
             store.collect_garbage()
 
         stamp = store.live_label_stamp()
-        if not (ann_ok and ann.update(removed_chunks, *store.vectors_for_chunks(added_chunks))):
-            ann.build(*store.vectors_for_chunks())
-        ann.save(stamp)
+        with phase("ann update"):
+            if not (ann_ok and ann.update(removed_chunks, *store.vectors_for_chunks(added_chunks))):
+                ann.build(*store.vectors_for_chunks())
+            ann.save(stamp)
 
         stats = store.stats()
         report.files = stats["files"]
@@ -259,10 +293,12 @@ class Indexer:
         commits each finished batch's vectors (a crash keeps them): the model never waits for
         SQLite, and SQLite stays on the thread that opened it."""
         rep = self.reporter
-        job = embedder.document_job([pieces[h] for h in missing])
+        with phase("tokenize"):
+            job = embedder.document_job([pieces[h] for h in missing])
         report.device = embedder.device
         rep.start_embedding(job.count, job.tokens, embedder.device, estimate_s=job.estimate_s)
-        line = job.plan()  # may compile the model when the job is big enough
+        with phase("plan (compile?)"):
+            line = job.plan()  # may compile the model when the job is big enough
         if line:
             rep.info(line)
         t0 = time.perf_counter()
@@ -278,15 +314,16 @@ class Indexer:
 
         worker = threading.Thread(target=produce, name="codesearch-embed", daemon=True)
         worker.start()
-        while True:
-            item = done.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            sel, vecs = item
-            store.put_vectors([missing[i] for i in sel], vecs)
-        worker.join()
+        with phase("embed"):
+            while True:
+                item = done.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                sel, vecs = item
+                store.put_vectors([missing[i] for i in sel], vecs)
+            worker.join()
         rep.done_embedding()
         report.embed_seconds += time.perf_counter() - t0
         report.chunks_embedded += len(missing)

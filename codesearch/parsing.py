@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .chunking import prepare
 from .extract import extract_units
 from .files import read_source
 
@@ -16,14 +17,16 @@ PARALLEL_PARSE_MIN = 200  # files; below this, worker start-up costs more than i
 
 
 def read_and_extract(repo: Path, path: str, language: str, old_digest: str | None):
-    """(path, digest, units or None when the content is unchanged, error) for one file."""
+    """(path, digest, prepared units or None when the content is unchanged, error) for one file.
+    The units come prepared (texts, hashes, full-text fields: chunking.prepare), so that work
+    is spread over the workers instead of waiting for the end of the run."""
     try:
         source, digest = read_source(repo, path)
     except OSError as error:
         return path, None, None, f"unreadable ({error.strerror})"
     if digest == old_digest:
         return path, digest, None, None
-    return path, digest, extract_units(path, source, language), None
+    return path, digest, [prepare(u) for u in extract_units(path, source, language)], None
 
 
 def _job(args):

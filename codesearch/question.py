@@ -47,9 +47,11 @@ def plan_question(query: str, translate: bool = True) -> QueryPlan:
     plan.is_chinese = True
     if not translate:
         return plan
+    from .phases import phase
     from .zh import translate as to_english
 
-    tr = to_english(query)
+    with phase("chinese translation"):
+        tr = to_english(query)
     if tr.english and tr.english != query:
         plan.texts.append(tr.english)
     plan.terms = list(dict.fromkeys(plan.terms + [t.lower() for t in tr.terms]))

@@ -16,6 +16,7 @@ import numpy as np
 
 from .ann import AnnIndex
 from .errors import CorruptIndexError
+from .phases import phase
 from .question import QueryPlan, plan_question
 from .ranking import RankWeights, candidate_pool, demote, fuse
 from .store import Store
@@ -129,7 +130,9 @@ class Searcher:
         sem_lists: list[list[tuple[int, float]]] = []
         vectors = None
         if mode in ("semantic", "hybrid"):
-            vectors = self.embedder.embed_queries(plan.texts)
+            embedder = self.embedder
+            with phase("embed question"):
+                vectors = embedder.embed_queries(plan.texts)
             sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
         lex = self.lexical(plan.terms, pool, allowed) if mode in ("lexical", "hybrid") else []
         if mode == "hybrid":

@@ -33,7 +33,7 @@ def wait_for(predicate, seconds=180):
 @pytest.fixture
 def repo(make_git_repo, e5_spec):
     repo = make_git_repo(FILES)
-    assert run("index", str(repo), "--model", "e5-small", "-q").returncode == 0
+    assert run("index", str(repo), "--model", "e5-small", "-q", env={"CODESEARCH_DAEMON": "0"}).returncode == 0
     yield repo
     daemon.stop(repo / ".codesearch")
 
@@ -77,3 +77,18 @@ def test_model_mismatch_still_refused_with_daemon(repo, qwen_folder):
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     r = run("query", "--repo", str(repo), "--model", str(qwen_folder), "x")
     assert r.returncode == 3 and "--rebuild" in r.stderr
+
+
+def test_index_leaves_a_warm_daemon_for_the_first_query(make_git_repo, e5_spec):
+    repo = make_git_repo(FILES)
+    idx = repo / ".codesearch"
+    try:
+        done = run("index", str(repo), "--model", "e5-small")
+        assert done.returncode == 0 and "codesearch daemon stop" in done.stderr
+        assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
+        reply = daemon.request(idx, {"op": "query", "queries": [{"text": "add two numbers", "k": 1}]})
+        assert reply["ok"] and reply["results"][0][0]["name"] == "add"
+        again = run("index", str(repo), "--model", "e5-small")  # one is running: no second one, no notice
+        assert again.returncode == 0 and "codesearch daemon stop" not in again.stderr
+    finally:
+        daemon.stop(idx)

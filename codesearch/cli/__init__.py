@@ -7,6 +7,9 @@ loaded only when something has to be embedded. Problems the user can fix surface
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from .. import __version__
@@ -38,3 +41,29 @@ def _register() -> None:
 
 
 _register()
+
+
+def entry() -> None:
+    """The console script. Once torch is loaded, the process ends with os._exit after the
+    output is flushed: the interpreter's teardown of torch (and of CUDA) otherwise adds 1-2 s
+    to every command (bench/cold_start.py measures it as `shutdown`), and nothing is left to
+    do by then: the index is committed and closed, the phases trace is written here."""
+    try:
+        main.main(prog_name="codesearch")
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    if "torch" in sys.modules:
+        import multiprocessing
+
+        if not multiprocessing.active_children():  # worker processes get their orderly stop
+            from .. import phases
+
+            phases.write_now()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    raise SystemExit(code)

@@ -1,5 +1,5 @@
 """`python -m codesearch.cli ...` (what installed git hooks fall back to)."""
 
-from . import main
+from . import entry
 
-main(prog_name="codesearch")
+entry()

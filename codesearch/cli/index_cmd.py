@@ -35,6 +35,13 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
     ws = open_workspace(repo, warn=say_error, model=model, device=device, index_dir=index_dir,
                         max_file_size=max_file_size, batch_tokens=batch_tokens)
     report = index_repository(ws, ConsoleReporter(quiet=quiet), rebuild=rebuild, warn=say_error)
+    if ws.settings.daemon:
+        from .. import daemon
+
+        # the first query after an index run is the common one: have the model warm for it
+        if daemon.start(ws) and not quiet:
+            say_error(f"started a background query process for this index (it exits after "
+                      f"{ws.settings.daemon_idle / 60:.0f} idle minutes; `codesearch daemon stop` ends it now)")
     if as_json:
         click.echo(json.dumps(report.__dict__, ensure_ascii=False, indent=2))
         return

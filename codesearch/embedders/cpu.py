@@ -34,14 +34,13 @@ def _skip_for_int8(name: str) -> bool:
     return name.endswith("down_proj") or (name.endswith("output.dense") and "attention" not in name)
 
 
-def choose_cpu_path(setting: str, model_dtype) -> str:
-    """The CPU path for a `cpu_path` setting ("auto" or one of CPU_PATHS)."""
-    import torch
-
+def choose_cpu_path(setting: str, requested_dtype: str | None = None) -> str:
+    """The CPU path for a `cpu_path` setting ("auto" or one of CPU_PATHS), decided before the
+    model is loaded, so that a bf16 path loads bf16 weights (no fp32 copy on the way)."""
     if setting in CPU_PATHS:
         return setting
-    if model_dtype != torch.float32:
-        return "fp32"  # the model was loaded in another precision on purpose: keep it
+    if requested_dtype not in (None, "fp32"):
+        return "fp32"  # the model is loaded in another precision on purpose: the plain loop keeps it
     return "bf16" if native_bf16() else "fp32"
 
 

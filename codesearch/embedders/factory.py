@@ -8,7 +8,8 @@ all call `make_embedder`, so the same situation gets the same backend:
    engine for questions, and for document jobs of at most SMALL_JOB_MAX pieces that each fit
    the model unsplit (a hook after a commit). No torch is imported.
 3. Documents with several GPUs visible: one worker per GPU (multigpu.py).
-4. Otherwise the model on one device, on its fastest path there (local.py).
+4. Otherwise the model on one device, on its fastest path there (local.py; for Qwen3-family
+   checkpoints that path reads the weights itself, without importing transformers).
 
 `purpose` is "query" or "documents"; `texts` (documents) lets rule 2 look at the job.
 """
@@ -72,4 +73,4 @@ def make_embedder(spec: ModelSpec, settings, purpose: str = "query", texts: list
             gpus = gpus[: settings.gpus]
         if len(gpus) > 1:
             return MultiGpuEmbedder(spec, gpus, options)
-    return load_local(spec, settings.device, options)
+    return load_local(spec, settings.device, options, purpose)

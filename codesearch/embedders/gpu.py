@@ -23,8 +23,8 @@ import numpy as np
 from .base import Batches, Progress
 from .batching import group_by_budget
 from .cuda_graphs import GRAPH_BUCKETS, GraphedShort
-from .gpu_attention import varlen_supported
-from .gpu_packed import DECODER_TYPES, PackedDecoder, inductor_cache_dir
+from .gpu_attention import reference_varlen, varlen_supported
+from .gpu_packed import DECODER_TYPES, PackedDecoder, from_transformers, inductor_cache_dir
 from .hf_model import HFModel, TokenEmbedder
 
 log = logging.getLogger(__name__)
@@ -73,22 +73,33 @@ def _compile_key(packed: PackedDecoder) -> str:
 
 
 class PackedGpuEmbedder(TokenEmbedder):
-    """`attention`: an attention function to use instead of the flash kernel (the CPU tests pass
-    gpu_attention.reference_varlen); `attention_choice`: the compiled path's ("triton"|"flash");
-    `compile`: "auto" | "always" | "never"; `cuda_graphs`: single short inputs through graphs."""
+    """The packed forward over an HFModel (a loaded transformers model) or a
+    qwen3_native.NativeDecoderModel (weights straight from the checkpoint).
 
-    def __init__(self, model: HFModel, token_budget: int | None = None, attention=None,
+    `attention`: an attention function to use instead of the flash kernel (the CPU tests pass
+    gpu_attention.reference_varlen; a native model on the CPU uses it for questions);
+    `attention_choice`: the compiled path's ("triton"|"flash"); `compile`: "auto" | "always" |
+    "never"; `cuda_graphs`: single short inputs through graphs."""
+
+    def __init__(self, model, token_budget: int | None = None, attention=None,
                  attention_choice: str = "triton", compile: str = "auto", cuda_graphs: bool = True):
         super().__init__(model)
-        why = packed_unsupported(model, reference_attention=attention is not None)
-        if why:
-            raise ValueError(why)
-        self.packed = PackedDecoder(model.model, pooling=model.spec.pooling, attention=attention,
+        if isinstance(model, HFModel):
+            why = packed_unsupported(model, reference_attention=attention is not None)
+            if why:
+                raise ValueError(why)
+            weights = from_transformers(model.model)
+        else:  # qwen3_native.NativeDecoderModel: the checkpoint's weights, no transformers
+            weights = model.weights
+            if attention is None and model.device == "cpu":
+                attention = reference_varlen
+        self.packed = PackedDecoder(weights, pooling=model.spec.pooling, attention=attention,
                                     attention_choice=attention_choice)
         self.token_budget = token_budget or 65536
         self.compile_policy = compile
         self.cuda_graphs = cuda_graphs and self.packed.device.type == "cuda"
         self.warm_up_s = 0.0
+        self._short_seen: dict[int, int] = {}  # short single inputs per graph bucket so far
         self._lock = threading.Lock()
 
     @property
@@ -220,8 +231,16 @@ class PackedGpuEmbedder(TokenEmbedder):
         with self._lock:
             graph = self.packed.graphs.get(bucket)
             if graph is None:
+                # capturing costs ~0.3 s and a replay saves milliseconds: worth it from a bucket's
+                # second question on (a daemon, the MCP server), never in a one-question process
+                self._short_seen[bucket] = self._short_seen.get(bucket, 0) + 1
+                if self._short_seen[bucket] < 2:
+                    return None
+                from ..phases import phase
+
                 try:
-                    graph = GraphedShort(self.packed, bucket, self.model.pad_id)
+                    with phase("cuda graph capture"):
+                        graph = GraphedShort(self.packed, bucket, self.model.pad_id)
                 except Exception as error:  # noqa: BLE001 - no graphs: the ordinary path
                     log.info("CUDA graph capture failed (%s); queries run without graphs", error)
                     self.cuda_graphs = False

@@ -30,6 +30,7 @@ With last-token pooling the last layer runs on the end rows only (see `forward`)
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .gpu_attention import compiled_attention, flash_varlen
@@ -106,27 +107,113 @@ def inductor_cache_dir() -> Path:
     return Path(cache_dir()) / "inductor"
 
 
+@dataclass
+class DecoderWeights:
+    """A Qwen3/Qwen2 decoder in the packed path's layout: q/k/v and gate/up merged into one
+    matrix each, per layer (ln_w, wqkv, bqkv, qn_w, kn_w, wo, post_w, wgu, wd), and its shape.
+    Built from a loaded transformers model (`from_transformers`) or straight from the
+    checkpoint's safetensors (qwen3_native.py)."""
+
+    hq: int
+    hk: int
+    d: int
+    inter: int
+    eps: float
+    qk_norm: bool
+    layers: list
+    norm_w: object
+    embed: object
+    inv_freq: object  # float32 RoPE frequencies on the device
+    scaling: float = 1.0
+    max_pos: int = 32768
+
+    @property
+    def device(self):
+        return self.embed.device
+
+    @property
+    def dtype(self):
+        return self.embed.dtype
+
+    @property
+    def params(self) -> int:
+        """Parameters outside the token embedding (what a token's forward multiplies with)."""
+        return sum(t.numel() for layer in self.layers for t in layer if t is not None) + self.norm_w.numel()
+
+
+def rope_frequencies(head_dim: int, theta: float, device):
+    """RoPE inverse frequencies as transformers computes them for the default rope type."""
+    import torch
+
+    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float32) / head_dim
+    return 1.0 / (theta ** exponent)
+
+
+def merge_layer(ln_w, q, k, v, qb, kb, vb, qn_w, kn_w, wo, post_w, gate, up, wd):
+    """One layer's tensors in DecoderWeights' layout (q/k/v and gate/up concatenated)."""
+    import torch
+
+    wqkv = torch.cat([q, k, v], dim=0).contiguous()
+    bqkv = torch.cat([qb, kb, vb]).contiguous() if qb is not None else None
+    wgu = torch.cat([gate, up], dim=0).contiguous()
+    return (ln_w, wqkv, bqkv, qn_w, kn_w, wo, post_w, wgu, wd)
+
+
+def from_transformers(model) -> DecoderWeights:
+    """The weights of a loaded transformers Qwen3Model / Qwen2Model. The modules keep working,
+    as views into the merged matrices (no second copy)."""
+    import torch
+
+    cfg = model.config
+    hq = cfg.num_attention_heads
+    inter = cfg.intermediate_size
+    qk_norm = hasattr(model.layers[0].self_attn, "q_norm")
+    layers = []
+    with torch.no_grad():
+        for layer in model.layers:
+            a, m = layer.self_attn, layer.mlp
+            bias = a.q_proj.bias is not None
+            merged = merge_layer(layer.input_layernorm.weight, a.q_proj.weight, a.k_proj.weight, a.v_proj.weight,
+                                 a.q_proj.bias if bias else None, a.k_proj.bias if bias else None,
+                                 a.v_proj.bias if bias else None,
+                                 a.q_norm.weight if qk_norm else None, a.k_norm.weight if qk_norm else None,
+                                 a.o_proj.weight, layer.post_attention_layernorm.weight, m.gate_proj.weight,
+                                 m.up_proj.weight, m.down_proj.weight)
+            _, wqkv, bqkv, *_rest = merged
+            wgu = merged[7]
+            nq, nk = a.q_proj.weight.shape[0], a.k_proj.weight.shape[0]
+            a.q_proj.weight = torch.nn.Parameter(wqkv[:nq], requires_grad=False)
+            a.k_proj.weight = torch.nn.Parameter(wqkv[nq:nq + nk], requires_grad=False)
+            a.v_proj.weight = torch.nn.Parameter(wqkv[nq + nk:], requires_grad=False)
+            if bqkv is not None:
+                a.q_proj.bias = torch.nn.Parameter(bqkv[:nq], requires_grad=False)
+                a.k_proj.bias = torch.nn.Parameter(bqkv[nq:nq + nk], requires_grad=False)
+                a.v_proj.bias = torch.nn.Parameter(bqkv[nq + nk:], requires_grad=False)
+            m.gate_proj.weight = torch.nn.Parameter(wgu[:inter], requires_grad=False)
+            m.up_proj.weight = torch.nn.Parameter(wgu[inter:], requires_grad=False)
+            layers.append(merged)
+        rot = model.rotary_emb
+        device = model.embed_tokens.weight.device
+        return DecoderWeights(
+            hq=hq, hk=getattr(cfg, "num_key_value_heads", None) or hq,
+            d=getattr(cfg, "head_dim", None) or cfg.hidden_size // hq, inter=inter, eps=cfg.rms_norm_eps,
+            qk_norm=qk_norm, layers=layers, norm_w=model.norm.weight, embed=model.embed_tokens.weight,
+            inv_freq=rot.inv_freq.float().to(device), scaling=float(getattr(rot, "attention_scaling", 1.0)),
+            max_pos=int(getattr(cfg, "max_position_embeddings", 32768)))
+
+
 class PackedDecoder:
-    """The packed forward of a loaded transformers Qwen3Model / Qwen2Model."""
+    """The packed forward over a decoder's weights (DecoderWeights)."""
 
-    def __init__(self, model, pooling: str = "last", attention=None, attention_choice: str = "triton"):
-        import torch
-
-        cfg = model.config
-        self.model = model
+    def __init__(self, weights: DecoderWeights, pooling: str = "last", attention=None,
+                 attention_choice: str = "triton"):
+        w = weights
         self.pooling = pooling
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
-        self.hq = cfg.num_attention_heads
-        self.hk = getattr(cfg, "num_key_value_heads", None) or self.hq
-        self.d = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.hq
-        self.inter = cfg.intermediate_size
-        self.eps = cfg.rms_norm_eps
+        self.device = w.device
+        self.dtype = w.dtype
+        self.hq, self.hk, self.d, self.inter, self.eps, self.qk_norm = w.hq, w.hk, w.d, w.inter, w.eps, w.qk_norm
         self.scale = self.d ** -0.5
-        self.max_pos = int(getattr(cfg, "max_position_embeddings", 32768))
-        layers = model.layers
-        attn0 = layers[0].self_attn
-        self.qk_norm = hasattr(attn0, "q_norm")
+        self.max_pos = w.max_pos
         # eager (small jobs, no warm-up): torch's flash kernel, which needs no tuning;
         # compiled: the default attention, whose autotuning is part of the warm-up (chosen in
         # compile(), so that eager use never imports Triton)
@@ -136,40 +223,13 @@ class PackedDecoder:
         self.attend = self._attend_eager
         self.compiled = False
         self.prune_last = True  # last layer on the end rows only (see forward)
-        self.params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
-
-        with torch.no_grad():
-            self.layers = []
-            for layer in layers:
-                a, m = layer.self_attn, layer.mlp
-                wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], dim=0).contiguous()
-                bqkv = None
-                if a.q_proj.bias is not None:
-                    bqkv = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).contiguous()
-                wgu = torch.cat([m.gate_proj.weight, m.up_proj.weight], dim=0).contiguous()
-                # the modules keep working, as views into the merged matrices (no second copy)
-                nq, nk = a.q_proj.weight.shape[0], a.k_proj.weight.shape[0]
-                a.q_proj.weight = torch.nn.Parameter(wqkv[:nq], requires_grad=False)
-                a.k_proj.weight = torch.nn.Parameter(wqkv[nq:nq + nk], requires_grad=False)
-                a.v_proj.weight = torch.nn.Parameter(wqkv[nq + nk:], requires_grad=False)
-                if bqkv is not None:
-                    a.q_proj.bias = torch.nn.Parameter(bqkv[:nq], requires_grad=False)
-                    a.k_proj.bias = torch.nn.Parameter(bqkv[nq:nq + nk], requires_grad=False)
-                    a.v_proj.bias = torch.nn.Parameter(bqkv[nq + nk:], requires_grad=False)
-                m.gate_proj.weight = torch.nn.Parameter(wgu[:self.inter], requires_grad=False)
-                m.up_proj.weight = torch.nn.Parameter(wgu[self.inter:], requires_grad=False)
-                self.layers.append((
-                    layer.input_layernorm.weight, wqkv, bqkv,
-                    a.q_norm.weight if self.qk_norm else None, a.k_norm.weight if self.qk_norm else None,
-                    a.o_proj.weight, layer.post_attention_layernorm.weight, wgu, m.down_proj.weight))
-            self.norm_w = model.norm.weight
-            self.embed = model.embed_tokens.weight
-            rot = model.rotary_emb
-            inv_freq = rot.inv_freq.float().to(self.device)
-            scaling = float(getattr(rot, "attention_scaling", 1.0))
-            self._inv_freq, self._scaling = inv_freq, scaling
-            self._cos = self._sin = None
-            self._table_len = 0
+        self.params = w.params
+        self.layers = w.layers
+        self.norm_w = w.norm_w
+        self.embed = w.embed
+        self._inv_freq, self._scaling = w.inv_freq, w.scaling
+        self._cos = self._sin = None
+        self._table_len = 0
         import torch.nn.functional as F
 
         shape = (self.eps, self.hq, self.hk, self.d, self.inter, self.qk_norm)

@@ -23,25 +23,42 @@ from .device import pick_device, usable_cpus
 from .spec import ModelSpec
 
 
+def torch_unit_rows(vec, dims: int | None):
+    """One pooled row per input -> float32, Matryoshka-truncated (first `dims`), unit length."""
+    import torch
+
+    vec = vec.float()
+    if dims:
+        vec = vec[:, :dims]
+    return torch.nn.functional.normalize(vec, p=2, dim=1)
+
+
 class HFModel:
     """Tokenizer + model on one device, with the spec's recipe for inputs and pooling."""
 
     def __init__(self, spec: ModelSpec, device: str = "auto", dtype: str | None = None,
                  threads: int | None = None):
-        import torch
-        import transformers
-        from transformers import AutoModel, AutoTokenizer
+        from ..phases import phase
+
+        with phase("import torch"):
+            import torch
+        with phase("import transformers"):
+            import transformers
+            from transformers import AutoModel, AutoTokenizer
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
         self.spec = spec
-        self.device = pick_device(device)
+        with phase("device"):
+            self.device = pick_device(device)
         if self.device == "cpu":
             torch.set_num_threads(usable_cpus(threads))
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.source)
+        with phase("tokenizer load"):
+            self.tokenizer = AutoTokenizer.from_pretrained(spec.source)
         self.dtype = self._dtype(dtype)
-        model = AutoModel.from_pretrained(spec.source, dtype=self.dtype)
-        self.model = model.to(self.device).eval()
+        with phase("weights load"):
+            model = AutoModel.from_pretrained(spec.source, dtype=self.dtype)
+            self.model = model.to(self.device).eval()
         self.eos_id = self.tokenizer.convert_tokens_to_ids("<|endoftext|>") if spec.append_eos else None
         if spec.append_eos and (self.eos_id is None or self.eos_id == self.tokenizer.unk_token_id):
             self.eos_id = self.tokenizer.eos_token_id
@@ -104,13 +121,7 @@ class HFModel:
         return self.pool_vectors(vec)
 
     def pool_vectors(self, vec):
-        """One pooled row per input -> float32, Matryoshka-truncated, unit length."""
-        import torch
-
-        vec = vec.float()
-        if self.spec.dims:
-            vec = vec[:, : self.spec.dims]
-        return torch.nn.functional.normalize(vec, p=2, dim=1)
+        return torch_unit_rows(vec, self.spec.dims)
 
     def forward_ids(self, batch: list[list[int]], model=None) -> np.ndarray:
         """The reference arithmetic: pad, run the stock transformers model (or `model`), pool."""
