@@ -3,19 +3,20 @@
 Three modes: `semantic` (cosine over unit embeddings through hnswlib), `lexical`
 (SQLite FTS5/BM25 over names, split identifiers, path, doc comment and code) and
 `hybrid` (both, every candidate scored on both signals, then fused; codesearch/ranking.py).
-Filters (`--lang`, `--path`) restrict the candidates before top-k is taken, never after.
+Filters (`--lang`, `--path`: gitignore patterns, pathmatch.PathFilter) restrict the candidates
+before top-k is taken, never after.
 Each unit appears once, whichever of its pieces matched.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .ann import AnnIndex
 from .errors import CorruptIndexError
+from .pathmatch import PathFilter
 from .question import QueryPlan, plan_question
 from .ranking import RankWeights, candidate_pool, demote, fuse
 from .store import Store
@@ -88,11 +89,12 @@ class Searcher:
     def allowed_units(self, langs: list[str] | None, path_globs: list[str] | None) -> set[int] | None:
         if not langs and not path_globs:
             return None
+        keep = PathFilter(path_globs) if path_globs else None
         out = set()
         for uid, path, language in self.store.unit_locations():
             if langs and language not in langs:
                 continue
-            if path_globs and not any(_path_matches(path, g) for g in path_globs):
+            if keep is not None and not keep(path):
                 continue
             out.add(uid)
         return out
@@ -198,9 +200,3 @@ class Searcher:
                            why={"semantic": sem_scores.get(uid)}))
         return out
 
-
-def _path_matches(path: str, pattern: str) -> bool:
-    pattern = pattern.strip("/")
-    if not any(ch in pattern for ch in "*?["):
-        return path == pattern or path.startswith(pattern + "/")
-    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
