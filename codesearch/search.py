@@ -18,10 +18,14 @@ from .ann import AnnIndex
 from .errors import CorruptIndexError
 from .pathmatch import PathFilter
 from .question import QueryPlan, plan_question
-from .ranking import RankWeights, candidate_pool, demote, fuse
+from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse
 from .store import Store
 
 SNIPPET_LINES = 12
+# questions no code answers, asked of each index once to find the cosine that means "nothing"
+# (ranking.Calibration.floor); kept apart from the nonsense that bench/threshold_data.py evaluates
+NULL_QUESTIONS = ("zorbly quaffen trinde", "a sunny afternoon at the beach", "my grandmother's apple pie",
+                  "the orchestra played a symphony", "周末一起去看电影吧", "窗外的小鸟在唱歌")
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Searcher:
             self.ann.build(*store.vectors_for_chunks())
         self._unit_of_chunk: dict[int, int] | None = None
         self._secondary: set[int] | None = None
+        self._floor: float | None = None
 
     @property
     def embedder(self):
@@ -84,6 +89,21 @@ class Searcher:
         if self._secondary is None:
             self._secondary = self.store.secondary_units()
         return self._secondary
+
+    def noise_floor(self) -> float:
+        """The median best cosine of NULL_QUESTIONS in this index: where "no answer" sits for
+        this model and this code (measured once per open index)."""
+        if self._floor is None:
+            tops = []
+            for vec in self.embedder.embed_queries(list(NULL_QUESTIONS)):
+                _, scores = self.ann.search(vec, 1, None)
+                if len(scores):
+                    tops.append(float(scores[0]))
+            self._floor = float(np.median(tops)) if tops else Calibration().floor
+        return self._floor
+
+    def calibration(self, mode: str) -> Calibration:
+        return Calibration(floor=self.noise_floor()) if mode != "lexical" else Calibration()
 
     # -- filters ------------------------------------------------------------------------
     def allowed_units(self, langs: list[str] | None, path_globs: list[str] | None) -> set[int] | None:
@@ -180,11 +200,13 @@ class Searcher:
             return []
         plan = self.plan(query)
         sem_lists, lex = self.candidates(plan, candidate_pool(k), mode, allowed)
-        ranked = self.rank(plan, sem_lists, lex, mode, weights)
+        ranked = self.rank(plan, sem_lists, lex, mode, weights)[:k]
+        scored = calibrate(ranked, sem_lists, lex, mode, self.calibration(mode))
         sem_scores = dict(sem_lists[0]) if sem_lists else {}
-        return self.hits([u for u, _ in ranked[:k]], dict(ranked), sem_scores)
+        return self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked), lexical=dict(lex))
 
-    def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float]) -> list[Hit]:
+    def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float],
+             fused: dict[int, float] | None = None, lexical: dict[int, float] | None = None) -> list[Hit]:
         if not unit_ids:
             return []
         rows = self.store.units_by_id(unit_ids)
@@ -197,6 +219,7 @@ class Searcher:
             out.append(Hit(path=r[1], start_line=r[2], end_line=r[3], name=r[4], qualname=r[5],
                            language=r[6], kind=r[7], score=scores.get(uid, 0.0), snippet=snippet,
                            signature=r[8], doc=r[9], unit_id=uid,
-                           why={"semantic": sem_scores.get(uid)}))
+                           why={"semantic": sem_scores.get(uid), "lexical": (lexical or {}).get(uid),
+                                "fused": (fused or {}).get(uid)}))
         return out
 
