@@ -78,3 +78,25 @@ def test_model_mismatch_still_refused_with_daemon(repo, qwen_folder):
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     r = run("query", "--repo", str(repo), "--model", str(qwen_folder), "x")
     assert r.returncode == 3 and "--rebuild" in r.stderr
+
+
+def test_a_daemon_that_fails_unexpectedly_is_replaced_not_reported(repo, monkeypatch):
+    """A daemon left from another version may not know a new request field: its reply has no
+    user-error code, so the query is answered in-process and the daemon stopped, not shown."""
+    from click.testing import CliRunner
+
+    from codesearch.cli import main
+
+    stopped, started = [], []
+    monkeypatch.setattr(daemon, "request", lambda idx, payload, timeout=60.0: {
+        "ok": False, "error": "Query.__init__() got an unexpected keyword argument 'threshold'"})
+    monkeypatch.setattr(daemon, "stop", lambda idx: stopped.append(idx) or True)
+    monkeypatch.setattr(daemon, "start", lambda ws: started.append(ws))
+    r = CliRunner().invoke(main, ["query", "--daemon", "--json", "-k", "1", "--repo", str(repo), "add two numbers"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["name"] == "add" and stopped and started
+    # a user error the daemon reports (it carries its exit code) is still reported
+    monkeypatch.setattr(daemon, "request", lambda idx, payload, timeout=60.0: {
+        "ok": False, "error": "the index was built with x, not y", "code": 3})
+    r = CliRunner().invoke(main, ["query", "--daemon", "--repo", str(repo), "add two numbers"])
+    assert r.exit_code == 3 and "built with x" in r.stderr
