@@ -8,6 +8,8 @@ and the benchmarks all come through here; nothing below imports a front end.
   a long-lived process (daemon, hook worker, MCP server) loads a model once.
 - `index_repository(...)`: build or update the index.
 - `SearchSession`: an open index answering questions; reopens itself when the index changes.
+- `hit_excerpts(...)`, `hit_for_tools(...)`: the lines shown with hits (first lines, or context
+  around them) and a hit as JSON, with its absolute path and the line and column it points at.
 - `index_status(...)`: what is indexed, with which model, how fresh.
 """
 
@@ -174,6 +176,7 @@ class Query:
     langs: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     translate: bool = True
+    threshold: float = 0.0  # only hits scoring at least this (scores are 0-1 in every mode)
 
 
 class SearchSession:
@@ -238,7 +241,8 @@ class SearchSession:
         self.refresh()
         self.searcher.translate = query.translate
         with phase("search"):
-            return self.searcher.search(query.text, query.k, query.mode, query.langs or None, query.paths or None)
+            hits = self.searcher.search(query.text, query.k, query.mode, query.langs or None, query.paths or None)
+        return [h for h in hits if h.score >= query.threshold]
 
     def close_index(self) -> None:
         if self.store is not None:
@@ -247,6 +251,25 @@ class SearchSession:
 
     def close(self) -> None:
         self.close_index()
+
+
+def hit_for_tools(ws: Workspace, hit: dict) -> dict:
+    """A hit as JSON for tools: the search's fields (`path` relative to the repository root)
+    plus `abs_path` and the `line` and `column` it points at (the function's name)."""
+    from .snippets import anchor
+
+    line, column = anchor(hit)
+    return {**hit, "abs_path": str(ws.root / hit["path"]), "line": line, "column": column}
+
+
+def hit_excerpts(ws: Workspace, hits: list[dict], before: int | None = None, after: int | None = None,
+                 snippet_lines: int | None = None) -> list:
+    """The lines to show with each hit (snippets.excerpt): its first lines, or grep-style
+    context around the line that names it, read from the repository where the index stops."""
+    from .snippets import excerpt
+
+    n = ws.settings.snippet_lines if snippet_lines is None else snippet_lines
+    return [excerpt(ws.root, h, before, after, n) for h in hits]
 
 
 # -- status -----------------------------------------------------------------------------------

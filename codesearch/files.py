@@ -2,14 +2,14 @@
 
 A git repository lists its own files (tracked plus untracked-but-not-ignored), so git's
 ignore rules apply exactly. A plain folder is walked with the `.gitignore` files in it.
-`.codesearchignore` (gitignore syntax, at the root) excludes more in both cases.
+`.codesearchignore` (gitignore syntax, at the root) excludes more in both cases; both kinds of
+ignore file are read by pathmatch.IgnoreRules (pathspec's gitignore rules).
 Binary files, files over the size limit and symlinks are skipped with a reason, never
 followed out of the repository.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .languages import LANGUAGES, Language, language_for_path
 from .paths import INDEX_FOLDER
+from .pathmatch import IgnoreRules  # noqa: F401 - the gitignore matcher, re-exported for callers of files
 
 DEFAULT_MAX_FILE_SIZE = 1_000_000
 # C++-only syntax that marks a `.h` header as C++ rather than C
@@ -39,82 +40,6 @@ class SourceFile:
 class Discovery:
     files: list[SourceFile] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
-
-
-class IgnoreRules:
-    """A small gitignore matcher: negation, directory-only, anchored and `**` patterns."""
-
-    def __init__(self):
-        self._rules: list[tuple[re.Pattern, bool, bool, str]] = []  # regex, negate, dir_only, base
-
-    def add_file(self, path: Path, base: str = "") -> None:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return
-        self.add_lines(text.splitlines(), base)
-
-    def add_lines(self, lines, base: str = "") -> None:
-        for line in lines:
-            line = line.rstrip()
-            if not line or line.startswith("#"):
-                continue
-            negate = line.startswith("!")
-            if negate:
-                line = line[1:]
-            line = line.replace("\\#", "#").replace("\\!", "!")
-            dir_only = line.endswith("/")
-            line = line.rstrip("/")
-            anchored = "/" in line
-            line = line.lstrip("/")
-            regex = self._translate(line, anchored)
-            self._rules.append((re.compile(regex), negate, dir_only, base))
-
-    @staticmethod
-    def _translate(pattern: str, anchored: bool) -> str:
-        out = []
-        i = 0
-        while i < len(pattern):
-            if pattern.startswith("**/", i):
-                out.append("(?:.*/)?")
-                i += 3
-            elif pattern.startswith("/**", i) and i + 3 == len(pattern):
-                out.append("/.*")
-                i += 3
-            elif pattern[i] == "*":
-                out.append("[^/]*")
-                i += 1
-            elif pattern[i] == "?":
-                out.append("[^/]")
-                i += 1
-            elif pattern[i] == "[":
-                j = pattern.find("]", i)
-                if j < 0:
-                    out.append(re.escape(pattern[i]))
-                    i += 1
-                else:
-                    out.append(fnmatch.translate(pattern[i:j + 1])[4:-3])
-                    i = j + 1
-            else:
-                out.append(re.escape(pattern[i]))
-                i += 1
-        body = "".join(out)
-        return ("^" if anchored else r"^(?:.*/)?") + body + "$"
-
-    def ignored(self, rel: str, is_dir: bool) -> bool:
-        result = False
-        for regex, negate, dir_only, base in self._rules:
-            if base:
-                if not rel.startswith(base + "/"):
-                    continue
-                sub = rel[len(base) + 1:]
-            else:
-                sub = rel
-            if dir_only and not is_dir:
-                continue
-            if regex.match(sub):
-                result = not negate
-        return result
 
 
 def _git_files(root: Path) -> list[str] | None:

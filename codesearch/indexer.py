@@ -34,6 +34,7 @@ from .languages import query_files
 from .parsing import parse_files
 from .phases import phase
 from .ranking import is_secondary_path
+from .search import measure_noise_floor
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
@@ -279,6 +280,9 @@ class Indexer:
             if not (ann_ok and ann.update(removed_chunks, *store.vectors_for_chunks(added_chunks))):
                 ann.build(*store.vectors_for_chunks())
             ann.save(stamp)
+        if embedder is not None and report.chunks_embedded:
+            with phase("noise floor"):  # where "no answer" sits: queries calibrate their scores with it
+                store.set_meta("noise_floor", measure_noise_floor(embedder, ann))
 
         stats = store.stats()
         report.files = stats["files"]

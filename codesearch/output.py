@@ -1,8 +1,11 @@
-"""What the user sees: hits on a terminal (colour, syntax highlighting) or as JSON, and
-the progress line while indexing.
+"""What the user sees: hits on a terminal (colour, syntax highlighting), as grep and ripgrep
+print them (`--vimgrep`, `-l`), as JSON, and the progress line while indexing.
 
 Colour and highlighting only when stdout is a terminal and NO_COLOR is unset; piped
-output is plain text, JSON is always plain.
+output is plain text, JSON is always plain. Every human-readable line that carries indexed
+text (names, paths, code) goes through terminal.visible(); JSON escapes by itself.
+Paths a person reads are relative to the current folder (display_path), as grep prints them;
+JSON keeps the repository-relative `path` and adds `abs_path`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -38,13 +42,30 @@ def highlight(code: str, language: str) -> str:
     return pyg_highlight(code, lexer, TerminalFormatter()).rstrip("\n")
 
 
-def render_hits(hits: list[dict], colour: bool, show_snippet: bool = True) -> str:
-    """Hits (as in --json) for a person: location, name, score, numbered snippet."""
-    if not hits:
-        return "no results"
+def display_path(root: Path, rel: str, cwd: Path | None = None) -> str:
+    """A hit's path as grep prints it: relative to the current folder when the repository is
+    in it or around it (`../calc.py` from a subfolder), else absolute."""
+    cwd = Path.cwd() if cwd is None else cwd
+    full = Path(root) / rel
+    try:
+        inside = cwd == root or cwd.is_relative_to(root) or Path(root).is_relative_to(cwd)
+    except ValueError:
+        inside = False
+    return os.path.relpath(full, cwd).replace(os.sep, "/") if inside else str(full)
+
+
+def _cut_line(span: tuple[int, int], colour: bool) -> str:
+    a, b = span
+    text = f"... line {a} not shown" if a == b else f"... lines {a}-{b} not shown"
+    return "    " + (click.style(text, dim=True) if colour else text)
+
+
+def render_hits(hits: list[dict], paths: list[str], excerpts: list | None, colour: bool) -> str:
+    """Hits for a person: rank, `path:START-END`, name and score, then the excerpt's lines
+    numbered (excerpts None: locations only), with a marker where the function goes on."""
     blocks = []
-    for i, h in enumerate(hits, 1):
-        loc = visible(f"{h['path']}:{h['start_line']}-{h['end_line']}")
+    for i, (h, path) in enumerate(zip(hits, paths), 1):
+        loc = visible(f"{path}:{h['start_line']}-{h['end_line']}")
         title = visible(h["qualname"]) if h["kind"] != "file" else "(file)"
         if colour:
             head = (click.style(f"{i:>2}. ", dim=True) + click.style(loc, fg="cyan") + "  "
@@ -52,19 +73,51 @@ def render_hits(hits: list[dict], colour: bool, show_snippet: bool = True) -> st
         else:
             head = f"{i:>2}. {loc}  {title}  {h['score']:.3f}"
         lines = [head]
-        if show_snippet and h["snippet"]:
-            text = visible(h["snippet"])  # escaped before colouring: only our own sequences remain
-            snippet = highlight(text, h["language"]) if colour else text
-            width = len(str(h["start_line"] + text.count("\n")))
-            for n, line in enumerate(snippet.split("\n")):
-                num = str(h["start_line"] + n).rjust(width)
+        ex = excerpts[i - 1] if excerpts else None
+        if ex is not None and ex.lines:
+            if ex.cut_before:
+                lines.append(_cut_line(ex.cut_before, colour))
+            text = visible("\n".join(ex.lines))  # escaped before colouring: only our own sequences remain
+            shown = highlight(text, h["language"]) if colour else text
+            width = len(str(ex.first_line + len(ex.lines) - 1))
+            for n, line in enumerate(shown.split("\n")):
+                num = str(ex.first_line + n).rjust(width)
                 lines.append(("    " + click.style(num, dim=True) + " │ " if colour else f"    {num} | ") + line)
+            if ex.cut_after:
+                lines.append(_cut_line(ex.cut_after, colour))
+            if ex.stale:
+                note = "(the file changed since it was indexed: these are the indexed lines; run codesearch index)"
+                lines.append("    " + (click.style(note, dim=True) if colour else note))
         blocks.append("\n".join(lines))
-    return ("\n\n" if show_snippet else "\n").join(blocks)
+    return ("\n\n" if excerpts else "\n").join(blocks)
+
+
+def render_vimgrep(hits: list[dict], paths: list[str]) -> str:
+    """`path:line:col:text`, one line per hit, as `rg --vimgrep` prints and vim's default
+    errorformat (`%f:%l:%c:%m`) reads: the line and column of the function's name."""
+    from .snippets import anchor, anchor_text
+
+    out = []
+    for h, path in zip(hits, paths):
+        line, col = anchor(h)
+        out.append(visible(f"{path}:{line}:{col}:{anchor_text(h)}"))
+    return "\n".join(out)
+
+
+def render_files(hits: list[dict], paths: list[str]) -> str:
+    """Each file with a hit once, best first (`-l`, as grep's --files-with-matches)."""
+    seen: dict[str, None] = {}
+    for path in paths:
+        seen.setdefault(visible(path), None)
+    return "\n".join(seen)
 
 
 def hits_json(hits: list[dict]) -> str:
     return json.dumps(hits, ensure_ascii=False, indent=2)
+
+
+def hits_jsonl(hits: list[dict], **extra) -> str:
+    return "\n".join(json.dumps({**extra, **h}, ensure_ascii=False) for h in hits)
 
 
 def _fmt_seconds(s: float) -> str:

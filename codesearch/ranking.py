@@ -1,4 +1,5 @@
-"""How candidate lists become one ranking: score fusion and the demotion of secondary code.
+"""How candidate lists become one ranking: score fusion, the demotion of secondary code, and
+the calibration of the final scores onto one 0-1 scale (applied last; it never reorders).
 
 Pure functions over (unit id, score) lists, so each can be tested and swept on the
 development benchmark (bench/devset_eval.py) without an index.
@@ -99,3 +100,61 @@ def demote(ranked: list[tuple[int, float]], secondary: set[int], factor: float) 
     if factor >= 1.0 or not ranked:
         return ranked
     return sorted(((u, s * (factor if u in secondary else 1.0)) for u, s in ranked), key=lambda x: -x[1])
+
+
+
+@dataclass
+class Calibration:
+    """Where the raw signals sit on the 0-1 scale every mode prints (`score`, `--threshold`).
+
+    A cosine is placed relative to `floor`, the cosine that questions without an answer reach
+    in this index (search.Searcher.noise_floor: a few nonsense questions, measured per index, so
+    a model whose cosines run higher or lower moves the scale with it): `floor - below` is 0,
+    `floor - below + span` is 1. BM25 has no fixed top: `lexical_half` counts as 0.5. Hybrid
+    weighs the two like the fusion does. Chosen on the development benchmark and questions
+    without an answer (bench/threshold_data.py; docs/quality.md has the table): no answer in
+    the top 10 falls below the default threshold, 0.25, in any mode, while most nonsense
+    questions get no hit at all.
+    """
+
+    floor: float = 0.81  # e5-small's typical floor, for callers that have not measured one
+    below: float = 0.05
+    span: float = 0.20
+    lexical_half: float = 8.0
+    semantic_weight: float = 1.0
+    lexical_weight: float = 0.7
+
+
+def calibrate(ranked: list[tuple[int, float]], sem_lists: list[list[tuple[int, float]]],
+              lex: list[tuple[int, float]], mode: str, cal: Calibration | None = None) -> list[tuple[int, float]]:
+    """The same units in the same order with scores on one 0-1 scale for every mode.
+
+    Applied after ranking (fusion's min-max scores say how hits compare with each other, not
+    how well any of them answers): each hit's evidence is its own best cosine (over the
+    question and its English rendering) and its BM25, mapped as `cal` says; a hit never
+    scores above the one ranked before it, so the order, and every ranking measure, is unchanged.
+    """
+    cal = cal or Calibration()
+    cosine: dict[int, float] = {}
+    for items in sem_lists:
+        for uid, v in items:
+            if v > cosine.get(uid, -2.0):
+                cosine[uid] = v
+    bm25 = dict(lex)
+    zero = cal.floor - cal.below
+    out = []
+    running = 1.0
+    for uid, _ in ranked:
+        sem = min(1.0, max(0.0, (cosine[uid] - zero) / cal.span)) if uid in cosine else 0.0
+        b = max(0.0, bm25.get(uid, 0.0))
+        lexical = b / (b + cal.lexical_half)
+        if mode == "semantic":
+            evidence = sem
+        elif mode == "lexical":
+            evidence = lexical
+        else:
+            evidence = ((cal.semantic_weight * sem + cal.lexical_weight * lexical)
+                        / (cal.semantic_weight + cal.lexical_weight))
+        running = min(running, evidence)
+        out.append((uid, running))
+    return out

@@ -3,25 +3,40 @@
 Three modes: `semantic` (cosine over unit embeddings through hnswlib), `lexical`
 (SQLite FTS5/BM25 over names, split identifiers, path, doc comment and code) and
 `hybrid` (both, every candidate scored on both signals, then fused; codesearch/ranking.py).
-Filters (`--lang`, `--path`) restrict the candidates before top-k is taken, never after.
+Filters (`--lang`, `--path`: gitignore patterns, pathmatch.PathFilter) restrict the candidates
+before top-k is taken, never after.
 Each unit appears once, whichever of its pieces matched.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .ann import AnnIndex
 from .errors import CorruptIndexError
+from .pathmatch import PathFilter
 from .phases import phase
 from .question import QueryPlan, plan_question
-from .ranking import RankWeights, candidate_pool, demote, fuse
+from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse
 from .store import Store
 
 SNIPPET_LINES = 12
+# questions no code answers, asked of each index once to find the cosine that means "nothing"
+# (ranking.Calibration.floor); kept apart from the nonsense that bench/threshold_data.py evaluates
+NULL_QUESTIONS = ("zorbly quaffen trinde", "a sunny afternoon at the beach", "my grandmother's apple pie",
+                  "the orchestra played a symphony", "周末一起去看电影吧", "窗外的小鸟在唱歌")
+
+
+def measure_noise_floor(embedder, ann) -> float:
+    """The median best cosine of NULL_QUESTIONS among an index's vectors (ranking.Calibration)."""
+    tops = []
+    for vec in embedder.embed_queries(list(NULL_QUESTIONS)):
+        _, scores = ann.search(vec, 1, None)
+        if len(scores):
+            tops.append(float(scores[0]))
+    return float(np.median(tops)) if tops else Calibration().floor
 
 
 @dataclass
@@ -67,6 +82,7 @@ class Searcher:
             self.ann.build(*store.vectors_for_chunks())
         self._unit_of_chunk: dict[int, int] | None = None
         self._secondary: set[int] | None = None
+        self._floor: float | None = None
 
     @property
     def embedder(self):
@@ -85,15 +101,31 @@ class Searcher:
             self._secondary = self.store.secondary_units()
         return self._secondary
 
+    def noise_floor(self) -> float:
+        """Where "no answer" sits for this model and this code: measured by the indexer and kept
+        in the index's metadata; measured here (once per open index) for an index without it."""
+        if self._floor is None:
+            recorded = self.store.get_meta("noise_floor")
+            if isinstance(recorded, (int, float)):
+                self._floor = float(recorded)
+            else:
+                with phase("noise floor"):
+                    self._floor = measure_noise_floor(self.embedder, self.ann)
+        return self._floor
+
+    def calibration(self, mode: str) -> Calibration:
+        return Calibration(floor=self.noise_floor()) if mode != "lexical" else Calibration()
+
     # -- filters ------------------------------------------------------------------------
     def allowed_units(self, langs: list[str] | None, path_globs: list[str] | None) -> set[int] | None:
         if not langs and not path_globs:
             return None
+        keep = PathFilter(path_globs) if path_globs else None
         out = set()
         for uid, path, language in self.store.unit_locations():
             if langs and language not in langs:
                 continue
-            if path_globs and not any(_path_matches(path, g) for g in path_globs):
+            if keep is not None and not keep(path):
                 continue
             out.add(uid)
         return out
@@ -181,11 +213,13 @@ class Searcher:
             return []
         plan = self.plan(query)
         sem_lists, lex = self.candidates(plan, candidate_pool(k), mode, allowed)
-        ranked = self.rank(plan, sem_lists, lex, mode, weights)
+        ranked = self.rank(plan, sem_lists, lex, mode, weights)[:k]
+        scored = calibrate(ranked, sem_lists, lex, mode, self.calibration(mode))
         sem_scores = dict(sem_lists[0]) if sem_lists else {}
-        return self.hits([u for u, _ in ranked[:k]], dict(ranked), sem_scores)
+        return self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked), lexical=dict(lex))
 
-    def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float]) -> list[Hit]:
+    def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float],
+             fused: dict[int, float] | None = None, lexical: dict[int, float] | None = None) -> list[Hit]:
         if not unit_ids:
             return []
         rows = self.store.units_by_id(unit_ids)
@@ -198,12 +232,7 @@ class Searcher:
             out.append(Hit(path=r[1], start_line=r[2], end_line=r[3], name=r[4], qualname=r[5],
                            language=r[6], kind=r[7], score=scores.get(uid, 0.0), snippet=snippet,
                            signature=r[8], doc=r[9], unit_id=uid,
-                           why={"semantic": sem_scores.get(uid)}))
+                           why={"semantic": sem_scores.get(uid), "lexical": (lexical or {}).get(uid),
+                                "fused": (fused or {}).get(uid)}))
         return out
 
-
-def _path_matches(path: str, pattern: str) -> bool:
-    pattern = pattern.strip("/")
-    if not any(ch in pattern for ch in "*?["):
-        return path == pattern or path.startswith(pattern + "/")
-    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))

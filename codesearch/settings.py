@@ -37,6 +37,7 @@ class Key:
     help: str
     choices: tuple = ()
     minimum: float | None = None
+    maximum: float | None = None
 
 
 KEYS: tuple[Key, ...] = (
@@ -85,6 +86,12 @@ KEYS: tuple[Key, ...] = (
     Key("k", int, 10, None, True, "How many results a query shows", minimum=1),
     Key("mode", str, "hybrid", None, True, "Search mode", choices=("hybrid", "semantic", "lexical")),
     Key("translate", bool, True, None, True, "Also search with an English rendering of a Chinese question"),
+    Key("threshold", float, 0.25, "CODESEARCH_THRESHOLD", True,
+        "Only hits scoring at least this (scores are 0-1 in every mode; 0 always shows k hits)",
+        minimum=0, maximum=1),
+    Key("snippet_lines", int, 12, None, True, "Lines of each hit shown without -A/-B/-C", minimum=1),
+    Key("context", int, None, None, True, "Lines shown before and after each hit's line, as -C N (default: unset, "
+        "the first snippet_lines lines)", minimum=0),
 )
 _BY_NAME = {k.name: k for k in KEYS}
 _TRUE = ("1", "true", "yes", "on")
@@ -116,6 +123,9 @@ class Settings:
     k: int = 10
     mode: str = "hybrid"
     translate: bool = True
+    threshold: float = 0.25
+    snippet_lines: int = 12
+    context: int | None = None
     sources: dict = field(default_factory=dict, compare=False)  # key -> where its value came from
 
     def with_flags(self, **flags) -> "Settings":
@@ -159,6 +169,8 @@ def convert(key: Key, value, where: str):
         raise CodesearchError(f"{where}: {key.name} must be one of {', '.join(key.choices)}, not {out!r}")
     if key.minimum is not None and out < key.minimum:
         raise CodesearchError(f"{where}: {key.name} must be at least {key.minimum:g}, not {out!r}")
+    if key.maximum is not None and out > key.maximum:
+        raise CodesearchError(f"{where}: {key.name} must be at most {key.maximum:g}, not {out!r}")
     return out
 
 

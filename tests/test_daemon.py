@@ -44,7 +44,8 @@ def test_first_query_starts_daemon_and_later_queries_use_it(repo):
     assert first.returncode == 0, first.stderr
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     reply = daemon.request(idx, {"op": "query", "queries": [{"text": "add two numbers", "k": 1}]})
-    assert reply["ok"] and reply["results"][0] == json.loads(first.stdout)
+    shown = json.loads(first.stdout)  # the daemon's hits, plus abs_path, line and column for tools
+    assert reply["ok"] and [{k: h[k] for k in raw} for raw, h in zip(reply["results"][0], shown)] == reply["results"][0]
     second = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert json.loads(second.stdout) == json.loads(first.stdout)
     assert "running" in run("daemon", "status", "--repo", str(repo)).stdout
@@ -92,3 +93,25 @@ def test_index_leaves_a_warm_daemon_for_the_first_query(make_git_repo, e5_spec):
         assert again.returncode == 0 and "codesearch daemon stop" not in again.stderr
     finally:
         daemon.stop(idx)
+
+
+def test_a_daemon_that_fails_unexpectedly_is_replaced_not_reported(repo, monkeypatch):
+    """A daemon left from another version may not know a new request field: its reply has no
+    user-error code, so the query is answered in-process and the daemon stopped, not shown."""
+    from click.testing import CliRunner
+
+    from codesearch.cli import main
+
+    stopped, started = [], []
+    monkeypatch.setattr(daemon, "request", lambda idx, payload, timeout=60.0: {
+        "ok": False, "error": "Query.__init__() got an unexpected keyword argument 'threshold'"})
+    monkeypatch.setattr(daemon, "stop", lambda idx: stopped.append(idx) or True)
+    monkeypatch.setattr(daemon, "start", lambda ws: started.append(ws))
+    r = CliRunner().invoke(main, ["query", "--daemon", "--json", "-k", "1", "--repo", str(repo), "add two numbers"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["name"] == "add" and stopped and started
+    # a user error the daemon reports (it carries its exit code) is still reported
+    monkeypatch.setattr(daemon, "request", lambda idx, payload, timeout=60.0: {
+        "ok": False, "error": "the index was built with x, not y", "code": 3})
+    r = CliRunner().invoke(main, ["query", "--daemon", "--repo", str(repo), "add two numbers"])
+    assert r.exit_code == 3 and "built with x" in r.stderr

@@ -6,7 +6,7 @@ from codesearch.embedders.local import load_local
 from codesearch.indexer import Indexer
 from codesearch.paths import index_dir_for
 from codesearch.question import lexical_terms
-from codesearch.ranking import RankWeights, convex, is_secondary_path, rrf
+from codesearch.ranking import Calibration, RankWeights, calibrate, convex, fuse, is_secondary_path, rrf
 from codesearch.search import Searcher
 from codesearch.store import Store
 
@@ -21,6 +21,42 @@ def test_convex_normalises_each_list_and_weighs_it():
     fused = convex([[(1, 0.9), (2, 0.5)], [(2, 30.0), (1, 10.0)]], [1.0, 0.5])
     assert fused[1] == pytest.approx(1.0) and fused[2] == pytest.approx(0.5)
     assert convex([[(7, 0.3)]], [1.0])[7] == 0.0  # a single score has no spread: no credit
+
+
+SEM = [[(1, 0.93), (2, 0.86), (3, 0.80), (4, 0.70)]]
+LEX = [(3, 40.0), (1, 12.0), (2, 0.0), (4, 0.0)]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "semantic", "lexical"])
+def test_calibration_keeps_the_order_and_maps_every_mode_to_0_1(mode):
+    ranked = fuse(SEM, LEX, mode, False) if mode != "lexical" else LEX
+    out = calibrate(ranked, SEM if mode != "lexical" else [], LEX if mode != "semantic" else [], mode,
+                    Calibration(floor=0.81))
+    assert [u for u, _ in out] == [u for u, _ in ranked]  # never reorders
+    scores = [s for _, s in out]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+
+
+def test_calibration_is_absolute_where_fusion_is_relative():
+    """Min-max fusion gives the best of a bad lot 1.0; calibration gives it what its cosine is worth."""
+    weak = [[(1, 0.79), (2, 0.78), (3, 0.70)]]
+    fused = fuse(weak, [(1, 0.0), (2, 0.0), (3, 0.0)], "hybrid", False)
+    assert fused[0][1] > 0.5
+    cal = calibrate(fused, weak, [], "hybrid", Calibration(floor=0.81))
+    assert cal[0][1] < 0.2
+    # the same cosine scores higher where this model's "nothing" sits lower (another model, another index)
+    assert calibrate(fused, weak, [], "semantic", Calibration(floor=0.60))[0][1] == 1.0
+    # BM25 saturates: lexical_half is 0.5, a large score approaches 1, no match is 0
+    lex = calibrate([(1, 8.0), (2, 0.0)], [], [(1, 8.0), (2, 0.0)], "lexical")
+    assert lex == [(1, pytest.approx(0.5)), (2, 0.0)]
+
+
+def test_search_scores_are_calibrated_and_ordered(searcher):
+    for mode in ("hybrid", "semantic", "lexical"):
+        hits = searcher.search("sliding window average", k=4, mode=mode)
+        scores = [h.score for h in hits]
+        assert all(0 <= s <= 1 for s in scores) and scores == sorted(scores, reverse=True), (mode, scores)
+    assert 0.7 < searcher.noise_floor() < 0.9  # e5-small's cosine for questions no code answers
 
 
 @pytest.mark.parametrize("path,secondary", [
@@ -71,9 +107,9 @@ def searcher(tmp_path_factory, e5_spec):
 def test_source_ranks_above_an_identical_test(searcher):
     hits = searcher.search("sliding window average", k=2)
     assert [h.path for h in hits] == ["src/stats.py", "tests/test_stats.py"]  # demoted, not hidden
-    plain = {h.path: h.score for h in searcher.search("sliding window average", k=2,
-                                                      weights=RankWeights(secondary=1.0))}
-    assert hits[1].score == pytest.approx(0.8 * plain["tests/test_stats.py"])
+    plain = {h.path: h.why["fused"] for h in searcher.search("sliding window average", k=2,
+                                                             weights=RankWeights(secondary=1.0))}
+    assert hits[1].why["fused"] == pytest.approx(0.8 * plain["tests/test_stats.py"])
     assert abs(plain["tests/test_stats.py"] - plain["src/stats.py"]) < 0.05  # equal relevance
 
 

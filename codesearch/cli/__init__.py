@@ -33,10 +33,11 @@ def _register() -> None:
     from .daemon_cmd import daemon
     from .hook_cmd import hook
     from .index_cmd import index
+    from .mcp_cmd import mcp
     from .query_cmd import query
     from .status_cmd import status
 
-    for command in (index, query, status, config, daemon, hook):
+    for command in (index, query, status, config, daemon, hook, mcp):
         main.add_command(command)
 
 
