@@ -21,6 +21,19 @@ _SECONDARY_FILE = re.compile(
     r"|.*\.min\.js|.*\.pb\.go|.*_pb2\.py|.*\.generated\.\w+|.*_generated\.\w+)$")
 
 
+_CONSTRUCTOR_NAMES = {"python": {"__init__", "__new__"}, "php": {"__construct"}, "ruby": {"initialize"},
+                      "javascript": {"constructor"}, "typescript": {"constructor"}, "tsx": {"constructor"},
+                      "swift": {"init"}, "rust": {"new"}}
+_CLASS_NAMED = {"java", "csharp", "cpp", "kotlin", "scala"}  # a constructor is named after its class
+
+
+def is_constructor(language: str, name: str, qualname: str) -> bool:
+    if name in _CONSTRUCTOR_NAMES.get(language, ()):
+        return True
+    parts = qualname.split(".")
+    return language in _CLASS_NAMED and len(parts) > 1 and parts[-2] == name
+
+
 def is_secondary_path(path: str) -> bool:
     """Tests, examples, vendored and generated code, judged by path alone."""
     parts = path.split("/")
@@ -39,6 +52,8 @@ class RankWeights:
     lexical_zh: float = 0.7
     rrf_k: int = RRF_K
     secondary: float = 0.8  # factor on tests/vendored/generated code
+    constructor: float = 1.0  # factor on constructors (they restate what their class holds)
+    file_unit: float = 1.0  # factor on whole-file units (files without functions: enums, constants)
     fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
 
 

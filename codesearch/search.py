@@ -19,7 +19,7 @@ from .errors import CorruptIndexError
 from .pathmatch import PathFilter
 from .phases import phase
 from .question import QueryPlan, plan_question
-from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse
+from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse, is_constructor
 from .store import Store
 
 SNIPPET_LINES = 12
@@ -82,6 +82,7 @@ class Searcher:
             self.ann.build(*store.vectors_for_chunks())
         self._unit_of_chunk: dict[int, int] | None = None
         self._secondary: set[int] | None = None
+        self._roles: tuple[set[int], set[int]] | None = None
         self._floor: float | None = None
 
     @property
@@ -204,7 +205,24 @@ class Searcher:
         """Fuse the candidate lists into one best-first [(unit id, score)] list."""
         w = weights or RankWeights()
         ranked = fuse(sem_lists, lex, mode, plan.is_chinese, w)
-        return demote(ranked, self.secondary_units(), w.secondary)
+        ranked = demote(ranked, self.secondary_units(), w.secondary)
+        if w.constructor < 1.0 or w.file_unit < 1.0:
+            ctors, files = self.unit_roles()
+            ranked = demote(ranked, ctors, w.constructor)
+            ranked = demote(ranked, files, w.file_unit)
+        return ranked
+
+    def unit_roles(self) -> tuple[set[int], set[int]]:
+        """(constructors, whole-file units), read once per open index."""
+        if self._roles is None:
+            ctors, files = set(), set()
+            for uid, kind, language, name, qualname in self.store.unit_roles():
+                if kind == "file":
+                    files.add(uid)
+                elif is_constructor(language, name, qualname):
+                    ctors.add(uid)
+            self._roles = (ctors, files)
+        return self._roles
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
                path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
