@@ -115,3 +115,37 @@ def test_a_daemon_that_fails_unexpectedly_is_replaced_not_reported(repo, monkeyp
         "ok": False, "error": "the index was built with x, not y", "code": 3})
     r = CliRunner().invoke(main, ["query", "--daemon", "--repo", str(repo), "add two numbers"])
     assert r.exit_code == 3 and "built with x" in r.stderr
+
+
+def test_a_query_never_waits_for_a_daemon_that_is_still_loading(repo, monkeypatch):
+    """The socket appears only once the server is ready: while it loads, queries answer in-process."""
+    import threading
+
+    from click.testing import CliRunner
+
+    from codesearch.cli import main
+
+    ws = open_workspace(repo, device="cpu", daemon_idle=30.0)
+    server = daemon.Server(ws)
+    loading, release = threading.Event(), threading.Event()
+    real_warm_up = server.warm_up
+
+    def slow_warm_up():
+        loading.set()
+        release.wait(60)
+        real_warm_up()
+    server.warm_up = slow_warm_up
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        assert loading.wait(60)
+        assert not daemon.socket_path(ws.index_dir).exists()
+        monkeypatch.setattr(daemon, "start", lambda ws: False)  # this test's server is the one
+        r = CliRunner().invoke(main, ["query", "--daemon", "--json", "-k", "1", "--repo", str(repo), "add two numbers"])
+        assert r.exit_code == 0 and json.loads(r.stdout)[0]["name"] == "add"  # answered in-process
+        release.set()
+        assert wait_for(lambda: (daemon.request(ws.index_dir, {"op": "ping"}) or {}).get("ok"))
+    finally:
+        release.set()
+        daemon.stop(ws.index_dir)
+        thread.join(30)

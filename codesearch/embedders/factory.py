@@ -66,9 +66,13 @@ def make_embedder(spec: ModelSpec, settings, purpose: str = "query", texts: list
         return light
     options = local_options(settings)
     if purpose == "documents" and settings.device in ("auto", "cuda"):
+        from ..phases import phase
         from .multigpu import MultiGpuEmbedder, visible_gpus
 
-        gpus = visible_gpus()
+        with phase("import torch"):
+            import torch  # noqa: F401 - timed: most of a cold index run's start-up
+        with phase("device start"):
+            gpus = visible_gpus()
         if settings.gpus:
             gpus = gpus[: settings.gpus]
         if len(gpus) > 1:
