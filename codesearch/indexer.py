@@ -86,12 +86,13 @@ class Indexer:
         self.parse_workers = parse_workers
 
     def run(self, spec_for, embedder_for, rebuild: bool = False, only: list[str] | None = None,
-            model_requested: bool = False) -> IndexReport:
+            model_requested: bool = False, meta_for=None) -> IndexReport:
         """Index the repository.
 
         `spec_for(recorded_model_id_or_None)` returns the ModelSpec to use;
         `embedder_for(spec, texts)` returns the backend for those documents (called only when
-        something must be embedded).
+        something must be embedded); `meta_for(spec)`, more metadata to record with the model's
+        (the embedding servers used), in the same transaction.
         """
         t0 = time.perf_counter()
         with WriteLock(self.index_dir):
@@ -113,7 +114,7 @@ class Indexer:
                     raise ModelMismatchError(
                         f"this index was built with model {recorded['id']}, not {spec.id}; "
                         f"run `codesearch index --rebuild --model {spec.id}` to start over with it")
-                report = self._update(store, spec, embedder_for, only, fresh)
+                report = self._update(store, spec, embedder_for, only, fresh, meta_for(spec) if meta_for else {})
             finally:
                 store.close()
             if rebuild:
@@ -167,7 +168,7 @@ class Indexer:
             to_read.append((f.path, f.language.name, old[0] if old else None))
         return to_read, deleted
 
-    def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool) -> IndexReport:
+    def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool, extra_meta: dict) -> IndexReport:
         report = IndexReport(model=spec.id)
         found = discover(self.repo, self.max_file_size, only=only)
         report.skipped = found.skipped
@@ -236,6 +237,8 @@ class Indexer:
             meta = spec.index_meta()
             meta["dim"] = dim
             store.set_meta("model", meta)
+            for key, value in extra_meta.items():
+                store.set_meta(key, value)
             store.set_meta("updated_at", time.time())
             store.set_meta("extraction", extraction_fingerprint())
             store.set_meta("repo", str(self.repo))

@@ -31,9 +31,10 @@ def _register() -> None:
     from .hook_cmd import hook
     from .index_cmd import index
     from .query_cmd import query
+    from .serve_cmd import serve
     from .status_cmd import status
 
-    for command in (index, query, status, config, daemon, hook):
+    for command in (index, query, status, config, daemon, hook, serve):
         main.add_command(command)
 
 

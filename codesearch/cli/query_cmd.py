@@ -8,7 +8,8 @@ import click
 
 from ..errors import CodesearchError
 from .errors import say_error
-from .options import device_option, index_dir_option, model_option, repo_option
+from .options import api_base_option, api_model_option, device_option, index_dir_option, model_option, \
+    repo_option
 
 
 @click.command()
@@ -30,9 +31,12 @@ from .options import device_option, index_dir_option, model_option, repo_option
               help="Answer through a warm background process for this index (default: on; env CODESEARCH_DAEMON=0 "
                    "turns it off).")
 @device_option()
+@api_base_option("Embed the question on these OpenAI-compatible servers (URL[,URL...]; `local`: on this machine) "
+                 "instead of the ones the index recorded.")
+@api_model_option()
 @index_dir_option()
 def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_snippet, translate, use_daemon,
-          device, index_dir):
+          device, api_base, api_model, index_dir):
     """Find the functions that answer QUESTION (English or Chinese)."""
     from .. import daemon
     from ..app import Query, SearchSession, open_workspace
@@ -44,13 +48,15 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
     if bad:
         raise CodesearchError(f"unknown language {bad[0]!r}; known: {', '.join(sorted(LANGUAGES))}")
     ws = open_workspace(repo, warn=say_error, device=device, index_dir=index_dir, k=k, mode=mode,
-                        translate=translate, daemon=use_daemon)
+                        translate=translate, daemon=use_daemon, api_base=api_base, api_model=api_model)
     ws.require_index()
     s = ws.settings
     texts = [question] if batch_file is None else [line.rstrip("\n") for line in batch_file if line.strip()]
     queries = [Query(t, s.k, s.mode, list(langs), list(paths), s.translate) for t in texts]
     results = None
-    if s.daemon:
+    # a daemon embeds through the endpoints its own settings choose: a one-off --api-base or
+    # --api-model is answered here
+    if s.daemon and api_base is None and api_model is None:
         reply = daemon.request(ws.index_dir, {"op": "query", "queries": [q.__dict__ for q in queries],
                                               "model": model})
         if reply and reply.get("ok"):
@@ -64,7 +70,7 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
             results = [[h.to_json() for h in session.search(q)] for q in queries]
         finally:
             session.close()
-        if s.daemon:
+        if s.daemon and api_base is None and api_model is None:
             daemon.start(ws)  # warm for the next query
     if batch_file is not None:
         for q, hits in zip(texts, results):
