@@ -207,11 +207,13 @@ class Indexer:
             pending.extend(new)
             if len(pending) >= EMBED_GROUP:
                 embedder = embedder or embedder_for(spec, None)
+                self._record_model(store, spec, embedder, extra_meta)
                 self._embed(store, embedder, pending, pieces, report)
                 pending = []
         report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
         if pending:
             embedder = embedder or embedder_for(spec, [pieces[h] for h in pending])
+            self._record_model(store, spec, embedder, extra_meta)
             self._embed(store, embedder, pending, pieces, report)
         dim = embedder.dim if embedder is not None else (store.get_meta("model") or {}).get("dim")
         if dim is None:  # nothing embedded now: a rebuild that reused every vector knows its size
@@ -255,6 +257,20 @@ class Indexer:
         report.languages = stats["languages"]
         report.files_removed = len(deleted)
         return report
+
+    @staticmethod
+    def _record_model(store: Store, spec: ModelSpec, embedder, extra_meta: dict) -> None:
+        """Before a new index's first vectors are stored, say which model (and servers) make
+        them: an interrupted first run then resumes with the same ones, and a re-run with another
+        model is refused instead of mixing vectors of two models."""
+        if store.get_meta("model") is not None:
+            return
+        meta = spec.index_meta()
+        meta["dim"] = embedder.dim
+        with store.transaction():
+            store.set_meta("model", meta)
+            for key, value in extra_meta.items():
+                store.set_meta(key, value)
 
     def _embed(self, store: Store, embedder, missing: list[str], pieces: dict[str, str],
                report: IndexReport) -> None:

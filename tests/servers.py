@@ -63,9 +63,15 @@ def _pump(stream, lines: list[str], found: threading.Event, url: list[str]) -> N
     found.set()
 
 
+def _env(extra: dict | None) -> dict:
+    """The tests' environment for a codesearch process: this checkout first on the path."""
+    path = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
 def start_serve(*args: str, env: dict | None = None, timeout: float = 180) -> Server:
     """`codesearch serve ARGS --port 0`, once it listens."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = _env(env)
     proc = subprocess.Popen([sys.executable, "-m", "codesearch", "serve", "--port", "0", *args], cwd=ROOT,
                             env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -97,7 +103,7 @@ def start_infinity(model_folder: Path, name: str = "e5-small", timeout: float = 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
     env.pop("PYTHONPATH", None)  # its own environment, not ours
     proc = subprocess.Popen([exe, "v2", "--model-id", str(model_folder), "--served-model-name", name,
-                             "--url-prefix", "/v1", "--engine", "torch", "--device", "cpu",
+                             "--url-prefix", "/v1", "--engine", "torch", "--device", "cpu", "--no-model-warmup",
                              "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -118,6 +124,6 @@ def start_infinity(model_folder: Path, name: str = "e5-small", timeout: float = 
 
 def run_cli(*args: str, env: dict | None = None, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`codesearch ARGS` in a subprocess (a real process: its own imports, its own exit code)."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = _env(env)
     return subprocess.run([sys.executable, "-m", "codesearch", *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

@@ -16,17 +16,15 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import SERVER_KEY as KEY  # noqa: E402
 from servers import run_cli, start_serve  # noqa: E402
 
-KEY = "test-key-not-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
-def server(e5_spec):
-    srv = start_serve("--model", "e5-small", "--device", "cpu", env={"CODESEARCH_API_KEY": KEY})
-    yield srv
-    srv.stop()
+def server(e5_server):
+    return e5_server
 
 
 @pytest.fixture(scope="module")

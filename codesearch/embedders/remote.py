@@ -21,13 +21,15 @@ How it talks to the servers (docs/remote.md):
   equally busy and a dead one gets none;
 - connection errors, timeouts, 429 and 5xx are retried with exponential backoff (honouring
   Retry-After), on another endpoint where there is one; an endpoint that refused a connection
-  is left alone for a while;
+  is left alone for a while; before any server has answered, a few tries only (a wrong URL is
+  reported in seconds, an outage in the middle of a job is waited out for about half a minute);
 - every answer is checked: one vector per input, by index, of the model's dimension; float
   and base64 (little-endian float32, as OpenAI sends it) are both read. base64 is asked for:
   a quarter of the bytes and no float parsing.
-Token counts come from the model's tokenizer.json where its folder is here (the `tokenizers`
-library, no torch), otherwise from the text's length (estimated, and the plan line says so);
-the progress line uses the server's own `usage.prompt_tokens` when it reports it.
+Token counts before the job are estimated from the text's length (the plan line says so),
+except for texts long enough to pass the model's limit, which the model's tokenizer.json counts
+and cuts where its folder is here (the `tokenizers` library, no torch); the progress line uses
+the server's own `usage.prompt_tokens` when it reports it.
 
 Nothing here imports torch or transformers: a question through an endpoint starts fast.
 """
@@ -186,6 +188,7 @@ class RemoteEmbedder(Embedder):
         self._tokenizer = None
         self._tokenizer_loaded = False
         self._closed = threading.Event()
+        self._answered = False  # until a server has answered, an unreachable one fails fast
 
     # -- what the indexer asks ----------------------------------------------------------------
     @property
@@ -205,7 +208,7 @@ class RemoteEmbedder(Embedder):
     def document_job(self, texts: list[str]) -> DocumentJob:
         prompted, counts, counted = self._fit([self.spec.document_prompt + t for t in texts])
         how = "counted by the model's tokenizer" if counted else \
-            "estimated from text length (no local tokenizer), then as the server reports them"
+            "estimated from text length until the server reports them"
         line = (f"remote: {self.device}, model {self.api.model}, up to {self.in_flight} requests in flight "
                 f"per endpoint; token counts {how}")
         return DocumentJob(count=len(texts), tokens=sum(counts), estimate_s=None,
@@ -233,26 +236,31 @@ class RemoteEmbedder(Embedder):
         return self._tokenizer
 
     def _fit(self, texts: list[str]) -> tuple[list[str], list[int], bool]:
-        """(texts cut to the model's limit, their token counts, whether counted exactly).
+        """(texts cut to the model's limit, their token counts, whether all were counted).
 
-        With the tokenizer here, a text over `max_tokens` is cut where its last token that fits
-        ends, as the in-process paths truncate (servers differ: vLLM refuses an input over the
-        model's length, TEI truncates only with --auto-truncate)."""
+        A text over `max_tokens` is cut where its last token that fits ends, as the in-process
+        paths truncate (servers differ: vLLM refuses an input over the model's length, TEI
+        truncates only with --auto-truncate). Only texts that can be that long are tokenized (over
+        half as many bytes as the limit: a token is a byte or more): the others' counts are estimated, so a job of short pieces
+        starts at once; the server's own counts replace the estimates as answers come."""
         tok = self._tokenizer_for()
+        counts = [estimate_tokens(t) for t in texts]
         if tok is None:
-            return texts, [estimate_tokens(t) for t in texts], False
-        out, counts = list(texts), []
-        for i, enc in enumerate(tok.encode_batch(texts)):
+            return texts, counts, False
+        room = (self.spec.max_tokens - 2) // 2  # bytes that surely fit, with a margin for word markers
+        long = [i for i, t in enumerate(texts) if len(t) * 4 > room and len(t.encode("utf-8")) > room]
+        out = list(texts)
+        for i, enc in zip(long, tok.encode_batch([texts[i] for i in long]) if long else []):
             n = len(enc.ids)
             specials = sum(enc.special_tokens_mask)
             limit = self.spec.max_tokens - max(specials, 1 if self.spec.append_eos else 0)
             if n > self.spec.max_tokens and limit > 0:
-                ends = [end for (start, end), special in zip(enc.offsets, enc.special_tokens_mask) if not special]
+                ends = [end for (_start, end), special in zip(enc.offsets, enc.special_tokens_mask) if not special]
                 if len(ends) > limit:
                     out[i] = texts[i][: ends[limit - 1]]
                     n = self.spec.max_tokens
-            counts.append(n + (1 if self.spec.append_eos and not specials else 0))
-        return out, counts, True
+            counts[i] = n + (1 if self.spec.append_eos and not specials else 0)
+        return out, counts, len(long) == len(texts)
 
     # -- running a job ------------------------------------------------------------------------
     def _stream(self, texts: list[str], counts: list[int], progress: Progress | None) -> Batches:
@@ -327,8 +335,12 @@ class RemoteEmbedder(Embedder):
                 raise EndpointError("the embedding client was closed")
 
     def _request(self, texts: list[str], attempts: int, tokens: int) -> tuple[np.ndarray, int]:
+        """Post with retries. Until some server has answered, QUERY_ATTEMPTS at most: an endpoint
+        that is down from the start is a mistake to report, not an outage to wait out."""
         failures: list[str] = []
         delay = BACKOFF_S
+        if not self._answered:
+            attempts = min(attempts, QUERY_ATTEMPTS)
         for attempt in range(attempts):
             replica = self._pick(tokens)
             try:
@@ -388,6 +400,7 @@ class RemoteEmbedder(Embedder):
             raise EndpointError(refusal_message(replica.base, status, message, self.api.model))
         with self._lock:
             replica.down_for = DOWN_S
+        self._answered = True
         return self._vectors(replica.base, response, len(texts))
 
     def _vectors(self, base: str, response, n: int) -> tuple[np.ndarray, int]:
