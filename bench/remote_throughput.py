@@ -8,8 +8,9 @@ Measures end-to-end real tokens/s and units/s of one document job of code pieces
   the client sends text, each server tokenizes, batches the concurrent requests and embeds.
   Tokens are the servers' own counts (usage.prompt_tokens), so both sides count real tokens.
 On a CPU machine the replicas share the cores (each gets cores / R threads), so 2 replicas show
-the HTTP and batching overhead rather than a speed-up; on one GPU, one replica is the
-configuration that matters. Writes JSON; the commands behind docs/bench/remote-*.json:
+the HTTP and batching overhead rather than a speed-up, and tokens per CPU-second (every process
+involved: client, servers) is the figure that other load on a shared machine disturbs least; on
+one GPU, one replica is the configuration that matters. Writes JSON; the commands behind docs/bench/remote-*.json:
 
   python bench/remote_throughput.py --model e5-small --device cpu --inputs stdlib:1500 \\
       --replicas 1,2 --out docs/bench/remote-cpu.json
@@ -28,6 +29,7 @@ import math
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -86,38 +88,63 @@ def resolve(args):
     return spec, args.model
 
 
-def in_process(spec, texts, device: str, threads: int | None) -> dict:
-    """The local backend the factory picks for a big document job, warmed up, then timed."""
-    from codesearch.embedders.local import LocalOptions, load_local
+class InProcess:
+    """The local backend the factory picks for a big document job, loaded and warmed once."""
 
-    t0 = time.perf_counter()
-    emb = load_local(spec, device, LocalOptions(threads=threads, compile="always" if device == "cuda" else "auto"))
-    load_s = time.perf_counter() - t0
-    plan = emb.plan(10 ** 12)
-    emb.embed_documents(texts[: min(len(texts), 256)])  # warm: kernels, autotuning, allocator
-    if device == "cuda":
-        import torch
+    def __init__(self, spec, texts, device: str):
+        from codesearch.embedders.local import LocalOptions, load_local
 
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    job = emb.document_job(texts)
-    tokenize_s = time.perf_counter() - t0
-    n = 0
-    for indices, _vectors in job.stream():
-        n += len(indices)
-    total = time.perf_counter() - t0
-    assert n == len(texts)
-    emb.close()
-    return {"what": "in-process", "path": emb.path, "plan": plan, "load_s": round(load_s, 2),
-            "units": len(texts), "tokens": job.tokens, "tokenize_s": round(tokenize_s, 3), "seconds": round(total, 3),
-            "tokens_per_s": round(job.tokens / total), "units_per_s": round(len(texts) / total, 1),
-            "embed_only_tokens_per_s": round(job.tokens / max(1e-9, total - tokenize_s))}
+        t0 = time.perf_counter()
+        self.emb = load_local(spec, device, LocalOptions(compile="always" if device == "cuda" else "auto"))
+        self.load_s = time.perf_counter() - t0
+        self.plan = self.emb.plan(10 ** 12)
+        self.emb.embed_documents(texts[: min(len(texts), 256)])  # warm: kernels, autotuning, allocator
+        self.device = device
+
+    def measure(self, texts) -> dict:
+        """One job, embedded on a background thread as the indexer does (Indexer._embed): on the
+        CPU that matters, torch's OpenMP pool runs differently off the main thread."""
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        job = self.emb.document_job(texts)
+        tokenize_s = time.perf_counter() - t0
+        done = []
+        worker = threading.Thread(target=lambda: done.extend(i for b, _v in job.stream() for i in b))
+        worker.start()
+        worker.join()
+        total = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        n = len(done)
+        assert n == len(texts)
+        return {"what": "in-process", "path": self.emb.path, "plan": self.plan, "load_s": round(self.load_s, 2),
+                "units": len(texts), "tokens": job.tokens, "tokenize_s": round(tokenize_s, 3),
+                "seconds": round(total, 3), "tokens_per_s": round(job.tokens / total),
+                "units_per_s": round(len(texts) / total, 1),
+                "embed_only_tokens_per_s": round(job.tokens / max(1e-9, total - tokenize_s)),
+                "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(job.tokens / max(1e-9, cpu))}
+
+
+def cpu_seconds(pids) -> float:
+    """CPU time (user + system) the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def start_servers(model: str, device: str, replicas: int, threads: int | None, job_tokens: int | None) -> list:
     procs = []
     for r in range(replicas):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        path = [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         if threads:
             env["CODESEARCH_THREADS"] = str(threads)
         cmd = [sys.executable, "-m", "codesearch", "serve", "--model", model, "--device", device, "--port", "0"]
@@ -139,7 +166,7 @@ def start_servers(model: str, device: str, replicas: int, threads: int | None, j
     return procs
 
 
-def through_servers(spec, texts, urls: list[str], clients: int, request_tokens: int) -> dict:
+def through_servers(spec, texts, urls: list[str], clients: int, request_tokens: int, pids=()) -> dict:
     from codesearch.embedders.remote import RemoteEmbedder, make_endpoints
 
     per = max(1, clients // len(urls))
@@ -151,19 +178,21 @@ def through_servers(spec, texts, urls: list[str], clients: int, request_tokens: 
     def progress(n, tokens):
         counted[0] += tokens
 
-    t0 = time.perf_counter()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), cpu_seconds(pids)
     job = emb.document_job(texts)
     prepare_s = time.perf_counter() - t0  # the client counts tokens (and cuts long texts) first
     n = 0
     for indices, _vectors in job.stream(progress):
         n += len(indices)
     total = time.perf_counter() - t0
+    client_cpu, server_cpu = time.process_time() - c0, cpu_seconds(pids) - s0
     assert n == len(texts)
     emb.close()
-    return {"what": f"{len(urls)} x serve", "replicas": len(urls), "clients": per * len(urls),
-            "request_tokens": request_tokens, "units": len(texts), "tokens": counted[0],
-            "client_token_count": job.tokens, "client_prepare_s": round(prepare_s, 3), "seconds": round(total, 3), "tokens_per_s": round(counted[0] / total),
-            "units_per_s": round(len(texts) / total, 1)}
+    return {"what": f"{len(urls)} x serve", "client_cpu_s": round(client_cpu, 2), "server_cpu_s": round(server_cpu, 2),
+            "tokens_per_cpu_s": round(counted[0] / max(1e-9, client_cpu + server_cpu)), "replicas": len(urls),
+            "clients": per * len(urls), "request_tokens": request_tokens, "units": len(texts), "tokens": counted[0],
+            "client_token_count": job.tokens, "client_prepare_s": round(prepare_s, 3), "seconds": round(total, 3),
+            "tokens_per_s": round(counted[0] / total), "units_per_s": round(len(texts) / total, 1)}
 
 
 def main(argv=None) -> int:
@@ -177,6 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--request-tokens", type=int, default=8192)
     ap.add_argument("--job-tokens", type=int, default=None, help="the servers' --batch-tokens")
     ap.add_argument("--workdir", default=str(ROOT / ".bench_assets"))
+    ap.add_argument("--rounds", type=int, default=1, help="alternate the configurations this many times")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -186,22 +216,32 @@ def main(argv=None) -> int:
     texts = stdlib_pieces(int(count))
     spec, served = resolve(args)
     cores = len(os.sched_getaffinity(0))
-    log(f"{len(texts)} pieces of code; model {spec.id} on {args.device}; {cores} cores")
-    rows = [in_process(spec, texts, args.device, None)]
-    log(f"in process: {rows[0]['tokens_per_s']:,} tokens/s ({rows[0]['path']})")
-    for replicas in [int(r) for r in args.replicas.split(",")]:
-        threads = max(1, cores // replicas) if args.device == "cpu" else None
-        procs = start_servers(served, args.device, replicas, threads, args.job_tokens)
-        try:
-            for clients in [int(c) for c in args.clients.split(",")]:
-                row = through_servers(spec, texts, [p[1] for p in procs], max(clients, replicas), args.request_tokens)
-                row["threads_per_replica"] = threads
-                row["vs_in_process"] = round(row["tokens_per_s"] / rows[0]["tokens_per_s"], 3)
-                row["vs_in_process_embed_only"] = round(row["tokens_per_s"] / rows[0]["embed_only_tokens_per_s"], 3)
-                rows.append(row)
-                log(f"{row['what']}, {row['clients']} in flight: {row['tokens_per_s']:,} tokens/s "
-                    f"({row['vs_in_process']:.0%} of in process)")
-        finally:
+    log(f"{len(texts)} pieces of code; model {spec.id} on {args.device}; {cores} cores; {args.rounds} round(s)")
+    local = InProcess(spec, texts, args.device)
+    sets = {}  # replicas -> server processes, all started up front so the rounds can alternate
+    rows = []
+    try:
+        for replicas in [int(r) for r in args.replicas.split(",")]:
+            threads = max(1, cores // replicas) if args.device == "cpu" else None
+            sets[replicas] = (threads, start_servers(served, args.device, replicas, threads, args.job_tokens))
+        for round_no in range(args.rounds):  # alternate: a noisy machine hits every configuration alike
+            base = local.measure(texts)
+            base["round"] = round_no
+            rows.append(base)
+            log(f"round {round_no}: in process {base['tokens_per_s']:,} tokens/s ({base['path']}), "
+                f"{base['tokens_per_cpu_s']:,} per CPU-s")
+            for replicas, (threads, procs) in sets.items():
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    row = through_servers(spec, texts, [p[1] for p in procs], max(clients, replicas),
+                                          args.request_tokens, [p[0].pid for p in procs])
+                    row.update(round=round_no, threads_per_replica=threads,
+                               vs_in_process=round(row["tokens_per_s"] / base["tokens_per_s"], 3),
+                               vs_in_process_embed_only=round(row["tokens_per_s"] / base["embed_only_tokens_per_s"], 3))
+                    rows.append(row)
+                    log(f"round {round_no}: {row['what']}, {row['clients']} in flight: {row['tokens_per_s']:,} "
+                        f"tokens/s ({row['vs_in_process']:.0%} of in process), {row['tokens_per_cpu_s']:,} per CPU-s")
+    finally:
+        for _threads, procs in sets.values():
             for proc, _url, _lines in procs:
                 proc.send_signal(signal.SIGINT)
             for proc, _url, _lines in procs:
@@ -209,9 +249,16 @@ def main(argv=None) -> int:
                     proc.wait(60)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+    summary = {}
+    for row in rows:
+        key = row["what"] + (f", {row['clients']} in flight" if "clients" in row else "")
+        summary.setdefault(key, []).append((row["tokens_per_s"], row["tokens_per_cpu_s"]))
+    summary = {k: {"median_tokens_per_s": round(statistics.median(a for a, _b in v)),
+                   "median_tokens_per_cpu_s": round(statistics.median(b for _a, b in v)),
+                   "rounds_tokens_per_s": [a for a, _b in v]} for k, v in summary.items()}
     result = {"bench": "remote_throughput", "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
               "model": args.model, "device": args.device, "inputs": args.inputs, "machine": machine(args.device),
-              "results": rows}
+              "summary": summary, "results": rows}
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,7 @@ def index_repository(ws: Workspace, reporter=None, rebuild: bool = False, only: 
 
     indexer = Indexer(ws.root, ws.index_dir, ws.settings.max_file_size, reporter, ws.settings.parse_workers)
     try:
-        return indexer.run(spec_for=spec_for, embedder_for=lambda spec, texts: embedders.for_documents(spec, texts, api),
+        return indexer.run(spec_for=spec_for, embedder_for=lambda s, texts: embedders.for_documents(s, texts, api),
                            rebuild=rebuild, only=only, model_requested=flag_model is not None, meta_for=meta_for)
     finally:
         if own:
@@ -353,6 +353,7 @@ def index_status(ws: Workspace) -> dict:
     try:
         stats = store.stats()
         meta = store.get_meta("model") or {}
+        api = store.get_meta("api")
         updated = store.get_meta("updated_at", 0)
         known = store.file_states()
     finally:
@@ -361,6 +362,6 @@ def index_status(ws: Workspace) -> dict:
     stale = [p for p, f in current.items() if p not in known or known[p][1:3] != (f.size, f.mtime_ns)]
     gone = [p for p in known if p not in current]
     return {"repo": str(ws.root), "index_dir": str(ws.index_dir), "model": meta.get("id"), "dim": meta.get("dim"),
-            "pooling": meta.get("pooling"), **stats, "updated_at": updated,
+            "pooling": meta.get("pooling"), "api": api, **stats, "updated_at": updated,
             "age_s": (time.time() - updated) if updated else None,
             "changed_since": len(stale), "deleted_since": len(gone)}

@@ -240,8 +240,8 @@ class EmbeddingService:
 
     def health(self) -> dict:
         return {"status": "ok", "model": self.names[0], "dim": self.dim, "device": self.backend.device,
-                "path": self.backend.path, "jobs": self.batcher.jobs, "active": self.batcher.active, "uptime_s": round(time.time() - self.started, 1),
-                **self.stats}
+                "path": self.backend.path, "jobs": self.batcher.jobs, "active": self.batcher.active,
+                "uptime_s": round(time.time() - self.started, 1), **self.stats}
 
 
 def build_app(service: EmbeddingService):

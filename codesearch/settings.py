@@ -51,8 +51,8 @@ KEYS: tuple[Key, ...] = (
         "The cache (converted offline model, Chinese dictionaries, compiled GPU kernels); "
         "default: the platform's user cache folder"),
     Key("max_file_size", int, 1_000_000, None, True, "Skip files larger than this many bytes", minimum=1),
-    Key("batch_tokens", int, None, None, False, "Tokens per embedding batch (default: 65,536 on GPU, 4,096 on CPU; 8,192 per request to a server)",
-        minimum=1),
+    Key("batch_tokens", int, None, None, False,
+        "Tokens per embedding batch (default: 65,536 on GPU, 4,096 on CPU; 8,192 per request to a server)", minimum=1),
     Key("threads", int, None, "CODESEARCH_THREADS", False, "CPU threads for the model (default: every usable core)",
         minimum=1),
     Key("parse_workers", int, 8, "CODESEARCH_PARSE_WORKERS", False,

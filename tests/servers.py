@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,10 +103,11 @@ def start_infinity(model_folder: Path, name: str = "e5-small", timeout: float = 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
     env.pop("PYTHONPATH", None)  # its own environment, not ours
+    workdir = tempfile.mkdtemp(prefix="infinity-")  # it writes a cache folder where it runs
     proc = subprocess.Popen([exe, "v2", "--model-id", str(model_folder), "--served-model-name", name,
                              "--url-prefix", "/v1", "--engine", "torch", "--device", "cpu", "--no-model-warmup",
                              "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     threading.Thread(target=_pump, args=(proc.stderr, lines, threading.Event(), []), daemon=True).start()
     deadline = time.monotonic() + timeout

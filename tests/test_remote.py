@@ -67,6 +67,8 @@ def test_index_and_query_through_serve_use_the_recorded_endpoint(e5_server, make
     assert f"on {e5_server.url}" in r.stdout and "remote:" in r.stderr
     assert meta(repo, "api") == {"bases": [e5_server.url], "model": "intfloat/multilingual-e5-small"}
     assert SERVER_KEY.encode() not in (repo / ".codesearch" / "index.db").read_bytes()
+    r = run_cli("status", "--repo", str(repo))
+    assert f"embedded on {e5_server.url} (as intfloat/multilingual-e5-small)" in r.stdout
     before = e5_server.health()["requests"]
     r = run_cli("query", "--json", "-k", "1", "--repo", str(repo), "read a csv file and sort it", env=KEYED)
     assert r.returncode == 0, r.stderr
@@ -74,6 +76,10 @@ def test_index_and_query_through_serve_use_the_recorded_endpoint(e5_server, make
     assert e5_server.health()["requests"] > before  # the question went to the server
     r = run_cli("query", "--json", "-k", "1", "--repo", str(repo), "读取CSV并排序", env=KEYED)
     assert r.returncode == 0 and json.loads(r.stdout)[0]["path"] == "text/csv_tools.py"
+    served = e5_server.health()["requests"]
+    r = run_cli("query", "--json", "-k", "1", "--repo", str(repo), "--api-base", "local", "read a csv file")
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["path"] == "text/csv_tools.py"
+    assert e5_server.health()["requests"] == served  # --api-base local: embedded here
 
 
 def test_a_question_through_an_endpoint_never_imports_torch(e5_server, make_git_repo):

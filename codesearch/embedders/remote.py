@@ -241,8 +241,9 @@ class RemoteEmbedder(Embedder):
         A text over `max_tokens` is cut where its last token that fits ends, as the in-process
         paths truncate (servers differ: vLLM refuses an input over the model's length, TEI
         truncates only with --auto-truncate). Only texts that can be that long are tokenized (over
-        half as many bytes as the limit: a token is a byte or more): the others' counts are estimated, so a job of short pieces
-        starts at once; the server's own counts replace the estimates as answers come."""
+        half as many bytes as the limit: a token is a byte or more): the others' counts are
+        estimated, so a job of short pieces starts at once; the server's own counts replace
+        the estimates as answers come."""
         tok = self._tokenizer_for()
         counts = [estimate_tokens(t) for t in texts]
         if tok is None:
@@ -411,8 +412,8 @@ class RemoteEmbedder(Embedder):
             rows = sorted(data, key=lambda d: d.get("index", 0))
             vectors = [decode_embedding(d["embedding"]) for d in rows]
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise EndpointError(f"the embedding server at {base} sent an answer that is not OpenAI's "
-                                f"embeddings format ({type(error).__name__}: {error}); is --api-base its /v1 base?") from None
+            raise EndpointError(f"the embedding server at {base} sent an answer that is not OpenAI's embeddings "
+                                f"format ({type(error).__name__}: {error}); is --api-base its /v1 base?") from None
         if len(vectors) != n or [d.get("index", i) for i, d in enumerate(rows)] != list(range(n)):
             raise EndpointError(f"the embedding server at {base} returned {len(vectors)} vectors for {n} inputs")
         sizes = {v.shape[0] for v in vectors}
