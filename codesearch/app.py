@@ -6,6 +6,8 @@ and the benchmarks all come through here; nothing below imports a front end.
 - `open_workspace(repo, flags)`: the repository, its index folder and its settings.
 - `Embedders`: the loaded backends of one process, chosen by embedders.factory and kept, so
   a long-lived process (daemon, hook worker, MCP server) loads a model once.
+- `choose_api(settings, recorded)`: whether a server embeds (the `api_base` setting, else the
+  endpoints the index recorded) and `load_for_serving` (what `codesearch serve` runs).
 - `index_repository(...)`: build or update the index.
 - `SearchSession`: an open index answering questions; reopens itself when the index changes.
 - `hit_excerpts(...)`, `hit_for_tools(...)`: the lines shown with hits (first lines, or context
@@ -24,7 +26,7 @@ from .embedders import Embedder, ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError, ModelUnavailableError, NoIndexError
 from .phases import phase
 from .paths import check_repo, find_repo_root, index_dir_for
-from .settings import Settings, load_settings
+from .settings import Settings, api_key, load_settings
 
 
 @dataclass
@@ -60,17 +62,98 @@ def open_workspace(repo: Path | None = None, warn=None, must_exist: bool = True,
     return Workspace(root, index_dir_for(root, settings.index_dir), settings)
 
 
+def machine_settings(warn=None, **flags) -> Settings:
+    """Settings that belong to no repository (the user's config, the environment, `flags`), for
+    `codesearch serve`."""
+    settings = load_settings(None, warn=warn).with_flags(**flags)
+    if settings.cache_dir:
+        os.environ["CODESEARCH_CACHE"] = str(Path(settings.cache_dir).expanduser())
+    return settings
+
+
 # -- models -------------------------------------------------------------------------------
 
-def resolve_spec(requested: str | None, recorded_id: str | None, warn=None) -> ModelSpec:
-    """The model to use: the one asked for, else the index's, else the default."""
+def resolve_spec(requested: str | None, recorded_id: str | None, warn=None, remote: bool = False) -> ModelSpec:
+    """The model to use: the one asked for, else the index's, else the default. `remote`: a
+    server embeds, so the model's weights need not be here (embedders.models)."""
     from .embedders.models import OFFLINE_MODEL, offline_spec, resolve_model
 
     if requested is None and recorded_id is not None:
-        if recorded_id == OFFLINE_MODEL:
+        if recorded_id == OFFLINE_MODEL and not remote:
             return offline_spec()
-        return resolve_model(recorded_id)
-    return resolve_model(requested, warn=warn)
+        return resolve_model(recorded_id, remote=remote)
+    return resolve_model(requested, warn=warn, remote=remote)
+
+
+# -- embedding servers ------------------------------------------------------------------------
+
+LOCAL = "local"  # --api-base local: embed in this process even where the index recorded servers
+
+
+@dataclass(frozen=True)
+class ApiChoice:
+    """Embedding servers to use: base URLs and the model name to send (None: the model's
+    Hugging Face id). The key is read from the environment when endpoints are made."""
+
+    bases: tuple
+    model: str | None = None
+
+    def endpoints(self, spec: ModelSpec):
+        from .embedders.remote import make_endpoints
+
+        return make_endpoints(spec, self.bases, self.model, api_key())
+
+
+def choose_api(settings: Settings, recorded: dict | None) -> ApiChoice | None:
+    """The `api_base` setting (flag, environment, user config) if given, else the endpoints the
+    index recorded, else None (embed here). `local` means here."""
+    from .embedders.remote import parse_bases
+
+    if settings.api_base:
+        if settings.api_base.strip().lower() == LOCAL:
+            return None
+        where = "--api-base" if settings.sources.get("api_base") == "flag" else \
+            settings.sources.get("api_base", "api_base")
+        return ApiChoice(parse_bases(settings.api_base, where), settings.api_model)
+    if isinstance(recorded, dict) and recorded.get("bases"):
+        return ApiChoice(parse_bases(",".join(recorded["bases"]), "the index's recorded endpoints"),
+                         settings.api_model or recorded.get("model"))
+    return None
+
+
+def recorded_api(ws: "Workspace") -> dict | None:
+    """The endpoints an index recorded (None for none, or no index yet)."""
+    from .store import Store
+
+    if not ws.has_index:
+        return None
+    store = Store(ws.index_dir)
+    try:
+        store.open()
+        return store.get_meta("api")
+    except CodesearchError:
+        return None
+    finally:
+        store.close()
+
+
+def load_for_serving(settings: Settings, model: str | None, warn=None):
+    """(spec, backend) for `codesearch serve`: the model on one device, on the fastest local path
+    the factory picks for big document jobs there (packed and compiled on CUDA). One device per
+    server: run one server per GPU and give the client all of them as replicas."""
+    from dataclasses import replace
+
+    from .embedders.factory import make_embedder
+
+    spec = resolve_spec(model, None, warn=warn)
+    try:
+        emb = make_embedder(spec, replace(settings, gpus=1, light_engine=False), "documents", None)
+    except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs
+        failure = _load_failure(spec, settings.device, error)
+        if failure is None:
+            raise
+        raise failure from None
+    return spec, emb
 
 
 def _load_failure(spec: ModelSpec, device: str, error: Exception) -> CodesearchError | None:
@@ -88,16 +171,22 @@ def _load_failure(spec: ModelSpec, device: str, error: Exception) -> CodesearchE
 
 class Embedders:
     """The backends this process has loaded, by (model id, kind). A heavy backend, once
-    loaded, also serves small jobs: it is already paid for."""
+    loaded, also serves small jobs: it is already paid for. `api` (an ApiChoice) asks for
+    embedding servers instead; each set of endpoints gets its own client."""
 
     def __init__(self, settings: Settings, notice=None):
         self.settings = settings
         self.notice = notice
-        self._loaded: dict[tuple[str, str], Embedder] = {}
+        self._loaded: dict[tuple, Embedder] = {}
 
-    def _get(self, spec: ModelSpec, purpose: str, texts) -> Embedder:
+    def _get(self, spec: ModelSpec, purpose: str, texts, api: ApiChoice | None = None) -> Embedder:
         from .embedders.factory import make_embedder
 
+        if api is not None:
+            key = (spec.id, "remote", api)
+            if key not in self._loaded:
+                self._loaded[key] = make_embedder(spec, self.settings, purpose, texts, api=api.endpoints(spec))
+            return self._loaded[key]
         heavy = self._loaded.get((spec.id, "heavy"))
         if heavy is not None:
             return heavy
@@ -118,11 +207,11 @@ class Embedders:
         self._loaded[(spec.id, kind)] = emb
         return emb
 
-    def for_queries(self, spec: ModelSpec) -> Embedder:
-        return self._get(spec, "query", None)
+    def for_queries(self, spec: ModelSpec, api: ApiChoice | None = None) -> Embedder:
+        return self._get(spec, "query", None, api)
 
-    def for_documents(self, spec: ModelSpec, texts: list[str] | None) -> Embedder:
-        return self._get(spec, "documents", texts)
+    def for_documents(self, spec: ModelSpec, texts: list[str] | None, api: ApiChoice | None = None) -> Embedder:
+        return self._get(spec, "documents", texts, api)
 
     def close(self) -> None:
         for emb in self._loaded.values():
@@ -149,16 +238,21 @@ def index_repository(ws: Workspace, reporter=None, rebuild: bool = False, only: 
     # --model asks for that model (a different one than the index's is refused); the setting
     # from the environment or a config file only chooses the model of a new index
     flag_model = ws.settings.model if ws.settings.sources.get("model") == "flag" else None
+    api = choose_api(ws.settings, recorded_api(ws))
+    remote = api is not None
 
     def spec_for(recorded_id):
         if flag_model is None and recorded_id is None:
-            return resolve_spec(ws.settings.model, None, warn)
-        return resolve_spec(flag_model, recorded_id, warn)
+            return resolve_spec(ws.settings.model, None, warn, remote=remote)
+        return resolve_spec(flag_model, recorded_id, warn, remote=remote)
+
+    def meta_for(spec):  # the endpoints this index is embedded through, for later queries (no key)
+        return {"api": api.endpoints(spec).record() if api else None}
 
     indexer = Indexer(ws.root, ws.index_dir, ws.settings.max_file_size, reporter, ws.settings.parse_workers)
     try:
-        return indexer.run(spec_for=spec_for, embedder_for=embedders.for_documents, rebuild=rebuild, only=only,
-                           model_requested=flag_model is not None)
+        return indexer.run(spec_for=spec_for, embedder_for=lambda s, texts: embedders.for_documents(s, texts, api),
+                           rebuild=rebuild, only=only, model_requested=flag_model is not None, meta_for=meta_for)
     finally:
         if own:
             embedders.close()
@@ -188,6 +282,7 @@ class SearchSession:
         self.embedders = embedders or Embedders(ws.settings)
         self.store = None
         self.searcher = None
+        self.api: ApiChoice | None = None
         self._version = None
 
     def _index_version(self):
@@ -215,12 +310,14 @@ class SearchSession:
         with phase("index open"):
             self.store = Store(self.ws.index_dir).open()
             recorded = self.store.get_meta("model") or {}
+            self.api = choose_api(self.ws.settings, self.store.get_meta("api"))
         with phase("ann load"):
             self.searcher = Searcher(self.store, embedder_loader=lambda: self._embedder(recorded))
         self._version = version
 
     def _embedder(self, recorded: dict) -> Embedder:
-        return self.embedders.for_queries(resolve_spec(None, recorded.get("id")))
+        spec = resolve_spec(None, recorded.get("id"), remote=self.api is not None)
+        return self.embedders.for_queries(spec, self.api)
 
     @property
     def model(self) -> dict:
@@ -232,7 +329,7 @@ class SearchSession:
         if requested is None:
             return
         recorded = self.model
-        spec = resolve_spec(requested, None)
+        spec = resolve_spec(requested, None, remote=self.api is not None)
         if not models_match(spec, recorded):
             raise ModelMismatchError(f"the index was built with {recorded.get('id')}, not {spec.id}; "
                                      f"query without --model, or run `codesearch index --rebuild --model {spec.id}`")
@@ -284,6 +381,7 @@ def index_status(ws: Workspace) -> dict:
     try:
         stats = store.stats()
         meta = store.get_meta("model") or {}
+        api = store.get_meta("api")
         updated = store.get_meta("updated_at", 0)
         known = store.file_states()
     finally:
@@ -292,6 +390,6 @@ def index_status(ws: Workspace) -> dict:
     stale = [p for p, f in current.items() if p not in known or known[p][1:3] != (f.size, f.mtime_ns)]
     gone = [p for p in known if p not in current]
     return {"repo": str(ws.root), "index_dir": str(ws.index_dir), "model": meta.get("id"), "dim": meta.get("dim"),
-            "pooling": meta.get("pooling"), **stats, "updated_at": updated,
+            "pooling": meta.get("pooling"), "api": api, **stats, "updated_at": updated,
             "age_s": (time.time() - updated) if updated else None,
             "changed_since": len(stale), "deleted_since": len(gone)}

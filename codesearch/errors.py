@@ -33,3 +33,9 @@ class IndexBusyError(CodesearchError):
 
 class CorruptIndexError(CodesearchError):
     exit_code = 6
+
+
+class EndpointError(CodesearchError):
+    """An embedding server (--api-base) cannot be reached, refuses us, or answers wrongly."""
+
+    exit_code = 8

@@ -111,12 +111,13 @@ class Indexer:
         self.parse_workers = parse_workers
 
     def run(self, spec_for, embedder_for, rebuild: bool = False, only: list[str] | None = None,
-            model_requested: bool = False) -> IndexReport:
+            model_requested: bool = False, meta_for=None) -> IndexReport:
         """Index the repository.
 
         `spec_for(recorded_model_id_or_None)` returns the ModelSpec to use;
         `embedder_for(spec, texts)` returns the backend for those documents (called only when
-        something must be embedded).
+        something must be embedded); `meta_for(spec)`, more metadata to record with the model's
+        (the embedding servers used), in the same transaction.
         """
         t0 = time.perf_counter()
         with WriteLock(self.index_dir):
@@ -140,7 +141,7 @@ class Indexer:
                     raise ModelMismatchError(
                         f"this index was built with model {recorded['id']}, not {spec.id}; "
                         f"run `codesearch index --rebuild --model {spec.id}` to start over with it")
-                report = self._update(store, spec, embedder_for, only, fresh)
+                report = self._update(store, spec, embedder_for, only, fresh, meta_for(spec) if meta_for else {})
             finally:
                 store.close()
             if rebuild:
@@ -194,7 +195,7 @@ class Indexer:
             to_read.append((f.path, f.language.name, old[0] if old else None))
         return to_read, deleted
 
-    def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool) -> IndexReport:
+    def _update(self, store: Store, spec: ModelSpec, embedder_for, only, fresh: bool, extra_meta: dict) -> IndexReport:
         report = IndexReport(model=spec.id)
         with phase("discover"):
             found = discover(self.repo, self.max_file_size, only=only)
@@ -237,11 +238,13 @@ class Indexer:
             pending.extend(new)
             if len(pending) >= EMBED_GROUP:
                 embedder = embedder or model(None)
+                self._record_model(store, spec, embedder, extra_meta)
                 self._embed(store, embedder, pending, pieces, report)
                 pending = []
         report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
         if pending:
             embedder = embedder or model([pieces[h] for h in pending])
+            self._record_model(store, spec, embedder, extra_meta)
             self._embed(store, embedder, pending, pieces, report)
         elif prefetch is not None and embedder is None:
             embedder = prefetch.result()  # loaded for nothing after all (every vector was known)
@@ -270,6 +273,8 @@ class Indexer:
             meta = spec.index_meta()
             meta["dim"] = dim
             store.set_meta("model", meta)
+            for key, value in extra_meta.items():
+                store.set_meta(key, value)
             store.set_meta("updated_at", time.time())
             store.set_meta("extraction", extraction_fingerprint())
             store.set_meta("repo", str(self.repo))
@@ -290,6 +295,20 @@ class Indexer:
         report.languages = stats["languages"]
         report.files_removed = len(deleted)
         return report
+
+    @staticmethod
+    def _record_model(store: Store, spec: ModelSpec, embedder, extra_meta: dict) -> None:
+        """Before a new index's first vectors are stored, say which model (and servers) make
+        them: an interrupted first run then resumes with the same ones, and a re-run with another
+        model is refused instead of mixing vectors of two models."""
+        if store.get_meta("model") is not None:
+            return
+        meta = spec.index_meta()
+        meta["dim"] = embedder.dim
+        with store.transaction():
+            store.set_meta("model", meta)
+            for key, value in extra_meta.items():
+                store.set_meta(key, value)
 
     def _embed(self, store: Store, embedder, missing: list[str], pieces: dict[str, str],
                report: IndexReport) -> None:

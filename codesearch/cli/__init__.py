@@ -35,9 +35,10 @@ def _register() -> None:
     from .index_cmd import index
     from .mcp_cmd import mcp
     from .query_cmd import query
+    from .serve_cmd import serve
     from .status_cmd import status
 
-    for command in (index, query, status, config, daemon, hook, mcp):
+    for command in (index, query, status, config, daemon, hook, mcp, serve):
         main.add_command(command)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .errors import say_error
-from .options import device_option, index_dir_option, model_option
+from .options import api_base_option, api_model_option, device_option, index_dir_option, model_option
 
 
 @click.command()
@@ -16,6 +16,8 @@ from .options import device_option, index_dir_option, model_option
 @model_option("Embedding model: a Hugging Face id, a local folder, or e5-small "
               "(default: Qwen/Qwen3-Embedding-0.6B, or e5-small offline; env CODESEARCH_MODEL for new indexes).")
 @device_option()
+@api_base_option()
+@api_model_option()
 @click.option("--rebuild", is_flag=True, help="Start over: re-embed everything (e.g. with another model).")
 @index_dir_option()
 @click.option("--max-file-size", type=click.IntRange(min=1), default=None,
@@ -23,7 +25,7 @@ from .options import device_option, index_dir_option, model_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None, help="Tokens per embedding batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, as_json, quiet):
+def index(repo, model, device, api_base, api_model, rebuild, index_dir, max_file_size, batch_tokens, as_json, quiet):
     """Index (or update) the functions of REPO for search.
 
     Re-running is incremental: unchanged files are not re-parsed and unchanged
@@ -32,7 +34,8 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
     from ..app import index_repository, open_workspace
     from ..output import ConsoleReporter
 
-    ws = open_workspace(repo, warn=say_error, model=model, device=device, index_dir=index_dir,
+    ws = open_workspace(repo, warn=say_error, model=model, device=device, api_base=api_base, api_model=api_model,
+                        index_dir=index_dir,
                         max_file_size=max_file_size, batch_tokens=batch_tokens)
     report = index_repository(ws, ConsoleReporter(quiet=quiet), rebuild=rebuild, warn=say_error)
     if ws.settings.daemon:

@@ -27,3 +27,14 @@ def device_option(help: str = "Where the model runs (default: auto; env CODESEAR
 
 def model_option(help: str):
     return click.option("--model", default=None, help=help)
+
+
+def api_base_option(help: str = "Embed on OpenAI-compatible servers: URL[,URL...] (e.g. http://gpu-box:8765/v1; "
+                                "env CODESEARCH_API_BASE; `local`: on this machine). Default: the endpoints the "
+                                "index recorded. The key comes from CODESEARCH_API_KEY or OPENAI_API_KEY."):
+    return click.option("--api-base", default=None, metavar="URL[,URL...]", help=help)
+
+
+def api_model_option(help: str = "Model name sent to the servers (default: the model's Hugging Face id; "
+                                 "env CODESEARCH_API_MODEL)."):
+    return click.option("--api-model", default=None, metavar="NAME", help=help)

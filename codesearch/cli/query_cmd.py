@@ -15,7 +15,8 @@ import click
 
 from ..errors import CodesearchError
 from .errors import say_error
-from .options import device_option, index_dir_option, model_option, repo_option
+from .options import api_base_option, api_model_option, device_option, index_dir_option, model_option, \
+    repo_option
 
 
 def _question(words: tuple[str, ...]) -> str:
@@ -24,13 +25,16 @@ def _question(words: tuple[str, ...]) -> str:
     return " ".join(words).strip()
 
 
-def _answer(ws, queries, model) -> list[list[dict]]:
-    """Through the warm daemon when one serves this index, else in-process (then one is started)."""
+def _answer(ws, queries, model, one_off_api: bool = False) -> list[list[dict]]:
+    """Through the warm daemon when one serves this index, else in-process (then one is started).
+    A daemon embeds through the endpoints its own settings choose: a question with a one-off
+    --api-base or --api-model is answered here."""
     from .. import daemon
     from ..app import SearchSession
 
     s = ws.settings
-    if s.daemon:
+    use_daemon = s.daemon and not one_off_api
+    if use_daemon:
         reply = daemon.request(ws.index_dir, {"op": "query", "queries": [q.__dict__ for q in queries],
                                               "model": model})
         if reply and reply.get("ok"):
@@ -45,7 +49,7 @@ def _answer(ws, queries, model) -> list[list[dict]]:
         results = [[h.to_json() for h in session.search(q)] for q in queries]
     finally:
         session.close()
-    if s.daemon:
+    if use_daemon:
         daemon.start(ws)  # warm for the next query
     return results
 
@@ -81,10 +85,13 @@ def _answer(ws, queries, model) -> list[list[dict]]:
               help="Answer through a warm background process for this index (default: on; env CODESEARCH_DAEMON=0 "
                    "turns it off).")
 @device_option()
+@api_base_option("Embed the question on these OpenAI-compatible servers (URL[,URL...]; `local`: on this machine) "
+                 "instead of the ones the index recorded.")
+@api_model_option()
 @index_dir_option()
 @click.pass_context
 def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, context, after, before, repo, langs,
-          paths, mode, model, batch_file, no_snippet, translate, use_daemon, device, index_dir):
+          paths, mode, model, batch_file, no_snippet, translate, use_daemon, device, api_base, api_model, index_dir):
     """Find the functions that answer QUESTION (English or Chinese; '-' reads it from stdin).
 
     \b
@@ -115,7 +122,8 @@ def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, c
     if paths:
         PathFilter(list(paths))  # a bad pattern is an error before anything loads
     ws = open_workspace(repo, warn=say_error, device=device, index_dir=index_dir, k=k, mode=mode,
-                        translate=translate, daemon=use_daemon, threshold=threshold)
+                        translate=translate, daemon=use_daemon, threshold=threshold, api_base=api_base,
+                        api_model=api_model)
     ws.require_index()
     s = ws.settings
     texts = [text] if batch_file is None else [line.rstrip("\n") for line in batch_file if line.strip()]
@@ -123,7 +131,7 @@ def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, c
     # tools asking for k hits get k (with their scores) unless a threshold was set on purpose
     cut = s.threshold if (not machine or "threshold" in s.sources) else 0.0
     queries = [Query(t, s.k, s.mode, list(langs), list(paths), s.translate, cut) for t in texts]
-    results = _answer(ws, queries, model)
+    results = _answer(ws, queries, model, one_off_api=api_base is not None or api_model is not None)
     found = any(results)
     _print(ws, texts, results, batch=batch_file is not None, as_json=as_json, as_jsonl=as_jsonl, vimgrep=vimgrep,
            files_only=files_only, no_snippet=no_snippet, before=before if before is not None else context,

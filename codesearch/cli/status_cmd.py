@@ -35,6 +35,8 @@ def status(repo, index_dir, as_json):
     click.echo(f"repository  {info['repo']}")
     click.echo(f"index       {info['index_dir']}")
     click.echo(f"model       {info['model']} ({info['dim']} dims, {info['pooling']} pooling)")
+    if info.get("api"):
+        click.echo(f"embedded on {', '.join(info['api']['bases'])} (as {info['api']['model']})")
     click.echo(f"contents    {info['files']} files, {info['units']} functions, {info['chunks']} pieces")
     click.echo("languages   " + ", ".join(f"{k} {v}" for k, v in info["languages"].items()))
     stale, gone = info["changed_since"], info["deleted_since"]

