@@ -178,7 +178,7 @@ def main() -> int:
             report["index"] = {"summary": summary, "runs": runs}
             show("cold index", summary)
             print(f"  fixed cost (whole run less embedding): {summary['fixed_cost_s_median']:.2f} s")
-        elif not args.index_dir:
+        elif not args.index_dir and (args.runs or args.consecutive):
             done = subprocess.run([*base, "index", repo, "--model", args.model, "--device", args.device,
                                    "--index-dir", index_root, "-q"], env=env, capture_output=True, text=True,
                                   cwd=tempfile.gettempdir())

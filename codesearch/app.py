@@ -21,12 +21,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .embedders import Embedder, ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError, ModelUnavailableError, NoIndexError
 from .phases import phase
 from .paths import check_repo, find_repo_root, index_dir_for
 from .settings import Settings, api_key, load_settings
+
+if TYPE_CHECKING:  # the embedders package imports numpy: a query answered by the daemon needs none of it
+    from .embedders import Embedder, ModelSpec
 
 
 @dataclass
@@ -39,9 +42,9 @@ class Workspace:
 
     @property
     def has_index(self) -> bool:
-        from .store import DB_NAME
+        from .paths import INDEX_DB
 
-        return (self.index_dir / DB_NAME).exists()
+        return (self.index_dir / INDEX_DB).exists()
 
     def require_index(self) -> None:
         if not self.has_index:
@@ -330,6 +333,8 @@ class SearchSession:
             return
         recorded = self.model
         spec = resolve_spec(requested, None, remote=self.api is not None)
+        from .embedders import models_match
+
         if not models_match(spec, recorded):
             raise ModelMismatchError(f"the index was built with {recorded.get('id')}, not {spec.id}; "
                                      f"query without --model, or run `codesearch index --rebuild --model {spec.id}`")

@@ -9,6 +9,7 @@ from pathlib import Path
 from .errors import CodesearchError
 
 INDEX_FOLDER = ".codesearch"
+INDEX_DB = "index.db"  # the database in an index folder (here: readers need no numpy to check for it)
 
 
 def cache_dir() -> Path:

@@ -27,8 +27,9 @@ import numpy as np
 from . import store_migrations
 from .errors import CorruptIndexError, IndexBusyError, NoIndexError
 from .fsutil import FileLock
+from .paths import INDEX_DB
 
-DB_NAME = "index.db"
+DB_NAME = INDEX_DB
 LOCK_NAME = "lock"
 _PARAMS = 500  # ids per IN (...) list, well under SQLite's variable limit
 

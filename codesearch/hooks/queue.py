@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 from ..fsutil import FileLock
+from ..paths import INDEX_DB
 from .events import Change
 
 QUEUE_FILE = "pending"
 QUEUE_LOCK_FILE = "pending.lock"
 CLAIMED_FILE = "pending.claimed"
 HOOK_LOCK_FILE = "hook.lock"
-INDEX_DB = "index.db"  # = store.DB_NAME; store.py is not imported here (it pulls in numpy)
 
 
 def _write_all(fd: int, data: bytes) -> None:

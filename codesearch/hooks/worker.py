@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..errors import CodesearchError, IndexBusyError
 from .events import changed_paths, git_config
-from .queue import INDEX_DB, Batch, drain, drainer_pid, drainer_running, enqueue, pending, work_left
+from ..paths import INDEX_DB
+from .queue import Batch, drain, drainer_pid, drainer_running, enqueue, pending, work_left
 
 ERROR_FILE = "hook-error"
 LOG_FILE = "hook.log"
