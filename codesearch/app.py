@@ -151,7 +151,8 @@ def index_repository(ws: Workspace, reporter=None, rebuild: bool = False, only: 
             return resolve_spec(ws.settings.model, None, warn)
         return resolve_spec(flag_model, recorded_id, warn)
 
-    indexer = Indexer(ws.root, ws.index_dir, ws.settings.max_file_size, reporter, ws.settings.parse_workers)
+    indexer = Indexer(ws.root, ws.index_dir, ws.settings.max_file_size, reporter, ws.settings.parse_workers,
+                      ws.settings.parse_timeout)
     try:
         return indexer.run(spec_for=spec_for, embedder_for=embedders.for_documents, rebuild=rebuild, only=only,
                            model_requested=flag_model is not None)

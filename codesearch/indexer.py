@@ -29,7 +29,7 @@ from . import chunking
 from .ann import ANN_FILE, STAMP_FILE, AnnIndex
 from .embedders import ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError
-from .extract import Unit
+from .extract import PARSE_BUDGET_S, Unit
 from .files import DEFAULT_MAX_FILE_SIZE, discover
 from .languages import query_files
 from .parsing import parse_files
@@ -37,7 +37,7 @@ from .ranking import is_secondary_path
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: CR-only line ends, UTF-16 sources, per-file piece budget
 
 
 @dataclass
@@ -50,6 +50,8 @@ class IndexReport:
     chunks_reused: int = 0
     languages: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    whole_files: dict = field(default_factory=dict)  # path -> why it is one file-level unit (parse budget)
+    capped: dict = field(default_factory=dict)  # path -> why some of its pieces were not embedded
     model: str = ""
     device: str = ""
     seconds: float = 0.0
@@ -78,12 +80,14 @@ class Reporter:
 
 class Indexer:
     def __init__(self, repo: Path, index_dir: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-                 reporter: Reporter | None = None, parse_workers: int = 8):
+                 reporter: Reporter | None = None, parse_workers: int = 8,
+                 parse_budget_s: float | None = PARSE_BUDGET_S):
         self.repo = repo
         self.index_dir = index_dir
         self.max_file_size = max_file_size
         self.reporter = reporter or Reporter()
         self.parse_workers = parse_workers
+        self.parse_budget_s = parse_budget_s
 
     def run(self, spec_for, embedder_for, rebuild: bool = False, only: list[str] | None = None,
             model_requested: bool = False) -> IndexReport:
@@ -184,17 +188,24 @@ class Indexer:
         planned: dict[str, list[tuple[Unit, list[str]]]] = {}
         pending: list[str] = []
         embedder = None
-        for path, digest, units, error in parse_files(self.repo, to_read, self.parse_workers):
+        sizes = {f.path: f.size for f in found.files}
+        for path, digest, units, error, note in parse_files(self.repo, to_read, self.parse_workers,
+                                                             self.parse_budget_s):
             if error:
                 report.skipped[path] = error
                 continue
             changed[path] = (digest, units)
             if units is None:
                 continue  # touched, same content: refresh mtime only
+            if note:
+                report.whole_files[path] = note
             planned[path] = []
             fresh_hashes = []
-            for unit in units:
-                texts = chunking.unit_pieces(unit)
+            texts_of_units, capped = chunking.file_pieces(units, sizes.get(path, 0))
+            if capped:
+                report.capped[path] = (f"its functions' pieces exceeded {chunking.FILE_AMPLIFICATION}x the "
+                                       f"file's size; some were not embedded (still found by words)")
+            for unit, texts in zip(units, texts_of_units):
                 hashes = [chunking.text_hash(t) for t in texts]
                 planned[path].append((unit, hashes))
                 for h, t in zip(hashes, texts):

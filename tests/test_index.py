@@ -211,7 +211,7 @@ def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path):
     (repo / "gone.py").unlink()
 
     def summary(results):
-        return [(p, d, [(u.qualname, u.start_line, u.end_line) for u in units or []], e) for p, d, units, e in results]
+        return [(p, d, [(u.qualname, u.start_line, u.end_line) for u in units or []], e) for p, d, units, e, _note in results]
 
     parallel = summary(parse_files(repo, jobs))
     assert parallel == summary(parse_files(repo, jobs, max_workers=1))

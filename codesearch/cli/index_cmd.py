@@ -31,6 +31,7 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
     """
     from ..app import index_repository, open_workspace
     from ..output import ConsoleReporter
+    from ..terminal import visible
 
     ws = open_workspace(repo, warn=say_error, model=model, device=device, index_dir=index_dir,
                         max_file_size=max_file_size, batch_tokens=batch_tokens)
@@ -48,4 +49,10 @@ def index(repo, model, device, rebuild, index_dir, max_file_size, batch_tokens, 
         kinds = {}
         for reason in report.skipped.values():
             kinds[reason] = kinds.get(reason, 0) + 1
-        click.echo("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(kinds.items())))
+        click.echo("skipped: " + ", ".join(f"{n} {visible(r)}" for r, n in sorted(kinds.items())))
+    for title, paths in (("indexed as one unit (parsing ran past the parse_timeout setting)", report.whole_files),
+                         ("pieces capped (functions repeat the file many times over)", report.capped)):
+        if paths:
+            names = sorted(paths)
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            click.echo(f"{title}: {len(names)} file(s): {', '.join(visible(n) for n in names[:3])}{more}")
