@@ -14,6 +14,7 @@ and the benchmarks all come through here; nothing below imports a front end.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,10 +232,14 @@ class SearchSession:
             raise ModelMismatchError(f"the index was built with {recorded.get('id')}, not {spec.id}; "
                                      f"query without --model, or run `codesearch index --rebuild --model {spec.id}`")
 
-    def search(self, query: Query):
+    def answer(self, query: Query):
+        """A search.Answer: the hits and notes for the user (a question that was shortened)."""
         self.refresh()
         self.searcher.translate = query.translate
-        return self.searcher.search(query.text, query.k, query.mode, query.langs or None, query.paths or None)
+        return self.searcher.answer(query.text, query.k, query.mode, query.langs or None, query.paths or None)
+
+    def search(self, query: Query):
+        return self.answer(query).hits
 
     def close_index(self) -> None:
         if self.store is not None:
@@ -255,6 +260,12 @@ def index_status(ws: Workspace) -> dict:
     ws.require_index()
     store = Store(ws.index_dir).open()
     try:
+        try:
+            problem = store.integrity_problem()
+        except sqlite3.DatabaseError as error:
+            problem = str(error)
+        if problem:
+            return {"repo": str(ws.root), "index_dir": str(ws.index_dir), "integrity": problem}
         stats = store.stats()
         meta = store.get_meta("model") or {}
         updated = store.get_meta("updated_at", 0)
@@ -267,4 +278,4 @@ def index_status(ws: Workspace) -> dict:
     return {"repo": str(ws.root), "index_dir": str(ws.index_dir), "model": meta.get("id"), "dim": meta.get("dim"),
             "pooling": meta.get("pooling"), **stats, "updated_at": updated,
             "age_s": (time.time() - updated) if updated else None,
-            "changed_since": len(stale), "deleted_since": len(gone)}
+            "changed_since": len(stale), "deleted_since": len(gone), "integrity": "ok"}

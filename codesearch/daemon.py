@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import CodesearchError
+from .errors import CodesearchError, CorruptIndexError, user_error
 from .fsutil import FileLock
 
 SOCKET_NAME = "daemon.sock"
@@ -121,10 +121,12 @@ class Server:
         if req.get("op") != "query":
             return {"ok": False, "error": f"unknown op {req.get('op')!r}"}
         self.session.check_model(req.get("model"))
-        out = []
+        out, notes = [], []
         for q in req.get("queries", []):
-            out.append([h.to_json() for h in self.session.search(Query(**q))])
-        return {"ok": True, "results": out}
+            answer = self.session.answer(Query(**q))
+            out.append([h.to_json() for h in answer.hits])
+            notes.append(answer.notes)
+        return {"ok": True, "results": out, "notes": notes}
 
     def warm_up(self) -> None:
         """Load what a question needs (the index, the model, the Chinese dictionaries)."""
@@ -187,10 +189,14 @@ class Server:
                 conn.sendall(b'{"ok": true}\n')
                 return "stop"
             reply = self.handle(req)
-        except CodesearchError as error:
-            reply = {"ok": False, "error": str(error), "code": error.exit_code}
         except Exception as error:  # noqa: BLE001 - one bad request must not kill the server
-            reply = {"ok": False, "error": str(error).splitlines()[0] if str(error) else type(error).__name__}
+            failure = user_error(error)
+            if failure is not None:
+                reply = {"ok": False, "error": str(failure), "code": failure.exit_code}
+                if isinstance(failure, CorruptIndexError):
+                    self.session.close_index()  # reopened (and checked) on the next question
+            else:
+                reply = {"ok": False, "error": str(error).splitlines()[0] if str(error) else type(error).__name__}
         try:
             conn.sendall(json.dumps(reply, ensure_ascii=False).encode("utf-8") + b"\n")
         except OSError:

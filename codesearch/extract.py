@@ -313,16 +313,17 @@ def parse(source: bytes, language: str, deadline: float | None = None):
     it passes and ParseBudgetExceeded is raised: some grammars spend minutes on a few KB of
     broken input (a mutated Kotlin file of 1.4 KB took 85 s), and one such file must not stall
     an index run. The callback is only offered for parses that read through a callback, hence
-    the slicing reader; it costs nothing measurable.
+    the slicing reader; it costs nothing measurable. The reader returns bytes, not memoryview
+    slices: with memoryviews py-tree-sitter 0.26.1 reads freed memory (a crash on the C#
+    fixtures after a few files).
     """
     import tree_sitter
 
     parser = tree_sitter.Parser(load_grammar(language))
     if deadline is None:
         return parser.parse(source)
-    view = memoryview(source)
     try:
-        return parser.parse(lambda offset, _point: view[offset:offset + _READ_CHUNK],
+        return parser.parse(lambda offset, _point: source[offset:offset + _READ_CHUNK],
                             progress_callback=lambda _offset, _has_error: time.monotonic() > deadline)
     except ValueError:  # "Parsing failed": the callback cancelled it
         if time.monotonic() > deadline:

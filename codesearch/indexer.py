@@ -16,10 +16,13 @@ layer, over embedders.factory) returns the backend.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -107,12 +110,14 @@ class Indexer:
             fresh = not store.exists()
             store.open(create=True)
             try:
+                if not fresh and only is None and not rebuild:
+                    store.check(full=True)  # never write into a damaged index (hooks: the open's check)
                 recorded = store.get_meta("model")
-                previous = self._previous_model() if rebuild else None
+                previous, reusable = self._previous_model() if rebuild else (None, False)
                 keep = recorded or previous  # a rebuild without --model keeps the index's model
                 spec = spec_for(None if (model_requested or keep is None) else keep["id"])
-                if previous is not None and models_match(spec, previous):
-                    self._reuse_vectors(store)
+                if previous is not None and reusable and models_match(spec, previous):
+                    self._reuse_vectors(store, previous.get("dim"))
                 if recorded is not None and not models_match(spec, recorded):
                     raise ModelMismatchError(
                         f"this index was built with model {recorded['id']}, not {spec.id}; "
@@ -125,23 +130,32 @@ class Indexer:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _previous_model(self) -> dict | None:
-        """The live index's model record, if it can be read (a rebuild may be fixing corruption)."""
+    def _previous_model(self) -> tuple[dict | None, bool]:
+        """The live index's model record (when it can still be read: a rebuild may be fixing a
+        damaged index, and keeps its model) and whether its vectors may be reused (only when
+        the index passes the full check: a damaged one's vectors may be damaged too)."""
         old = Store(self.index_dir)
         if not old.exists():
-            return None
+            return None, False
+        model = None
         try:
             old.open()
-            return old.get_meta("model")
-        except CodesearchError:
-            return None
+            model = old.get_meta("model")
+            old.check(full=True)
+            return model, True
+        except (CodesearchError, sqlite3.DatabaseError) as error:
+            if model is None:
+                model = _salvage_model_record(self.index_dir / DB_NAME)
+            why = getattr(error, "problem", None) or str(error)
+            self.reporter.warn(f"warning: the old index is damaged ({why}); none of its vectors are reused")
+            return model, False
         finally:
             old.close()
 
-    def _reuse_vectors(self, store: Store) -> None:
+    def _reuse_vectors(self, store: Store, dim: int | None) -> None:
         """Copy the live index's vectors into a rebuild with the same model: nothing is embedded twice."""
         try:
-            store.copy_vectors_from(self.index_dir / DB_NAME)
+            store.copy_vectors_from(self.index_dir / DB_NAME, dim)
         except Exception as error:  # noqa: BLE001 - a damaged old index only means re-embedding
             self.reporter.warn(f"warning: could not reuse vectors of the old index ({error}); re-embedding")
 
@@ -189,36 +203,25 @@ class Indexer:
         pending: list[str] = []
         embedder = None
         sizes = {f.path: f.size for f in found.files}
-        for path, digest, units, error, note in parse_files(self.repo, to_read, self.parse_workers,
-                                                             self.parse_budget_s):
-            if error:
-                report.skipped[path] = error
-                continue
-            changed[path] = (digest, units)
-            if units is None:
-                continue  # touched, same content: refresh mtime only
-            if note:
-                report.whole_files[path] = note
-            planned[path] = []
-            fresh_hashes = []
-            texts_of_units, capped = chunking.file_pieces(units, sizes.get(path, 0))
-            if capped:
-                report.capped[path] = (f"its functions' pieces exceeded {chunking.FILE_AMPLIFICATION}x the "
-                                       f"file's size; some were not embedded (still found by words)")
-            for unit, texts in zip(units, texts_of_units):
-                hashes = [chunking.text_hash(t) for t in texts]
-                planned[path].append((unit, hashes))
-                for h, t in zip(hashes, texts):
-                    if h not in pieces:
-                        pieces[h] = t
-                        fresh_hashes.append(h)
-            new = sorted(set(fresh_hashes) - store.known_vectors(fresh_hashes))
-            report.chunks_reused += len(fresh_hashes) - len(new)
-            pending.extend(new)
-            if len(pending) >= EMBED_GROUP:
-                embedder = embedder or embedder_for(spec, None)
-                self._embed(store, embedder, pending, pieces, report)
-                pending = []
+        parsed = parse_files(self.repo, to_read, self.parse_workers, self.parse_budget_s)
+        with contextlib.closing(parsed):  # on Ctrl-C the parse workers are shut down here, not at exit
+            for path, digest, units, error, note in parsed:
+                if error:
+                    report.skipped[path] = error
+                    continue
+                changed[path] = (digest, units)
+                if units is None:
+                    continue  # touched, same content: refresh mtime only
+                if note:
+                    report.whole_files[path] = note
+                fresh_hashes = self._plan_pieces(path, units, sizes.get(path, 0), pieces, planned, report)
+                new = sorted(set(fresh_hashes) - store.known_vectors(fresh_hashes))
+                report.chunks_reused += len(fresh_hashes) - len(new)
+                pending.extend(new)
+                if len(pending) >= EMBED_GROUP:
+                    embedder = embedder or embedder_for(spec, None)
+                    self._embed(store, embedder, pending, pieces, report)
+                    pending = []
         report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
         if pending:
             embedder = embedder or embedder_for(spec, [pieces[h] for h in pending])
@@ -264,6 +267,26 @@ class Indexer:
         report.files_removed = len(deleted)
         return report
 
+    @staticmethod
+    def _plan_pieces(path: str, units: list[Unit], size: int, pieces: dict[str, str],
+                     planned: dict[str, list[tuple[Unit, list[str]]]], report: IndexReport) -> list[str]:
+        """Record one file's units with the hashes of their pieces (within the file's piece
+        budget, chunking.file_pieces); returns the hashes of texts not seen before in this run."""
+        planned[path] = []
+        fresh_hashes = []
+        texts_of_units, capped = chunking.file_pieces(units, size)
+        if capped:
+            report.capped[path] = (f"its functions' pieces exceeded {chunking.FILE_AMPLIFICATION}x the "
+                                   f"file's size; some were not embedded (still found by words)")
+        for unit, texts in zip(units, texts_of_units):
+            hashes = [chunking.text_hash(t) for t in texts]
+            planned[path].append((unit, hashes))
+            for h, t in zip(hashes, texts):
+                if h not in pieces:
+                    pieces[h] = t
+                    fresh_hashes.append(h)
+        return fresh_hashes
+
     def _embed(self, store: Store, embedder, missing: list[str], pieces: dict[str, str],
                report: IndexReport) -> None:
         """Say how long it should take, then embed on a background thread while this thread
@@ -278,30 +301,65 @@ class Indexer:
             rep.info(line)
         t0 = time.perf_counter()
         done: queue.Queue = queue.Queue(maxsize=16)
+        stop = threading.Event()
+
+        def hand_over(item) -> bool:
+            while not stop.is_set():
+                try:
+                    done.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def produce():
             try:
                 for item in job.stream(rep.embedded):
-                    done.put(item)
-                done.put(None)
+                    if not hand_over(item):
+                        return
+                hand_over(None)
             except BaseException as error:  # noqa: BLE001 - handed to the committing thread
-                done.put(error)
+                hand_over(error)
 
         worker = threading.Thread(target=produce, name="codesearch-embed", daemon=True)
-        worker.start()
-        while True:
-            item = done.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            sel, vecs = item
-            store.put_vectors([missing[i] for i in sel], vecs)
+        try:
+            worker.start()  # inside the try: Ctrl-C may land while start() waits for the thread
+            while True:
+                item = done.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                sel, vecs = item
+                store.put_vectors([missing[i] for i in sel], vecs)
+        except BaseException:
+            # Ctrl-C (or a failed commit): let the batch in flight finish before leaving. A
+            # daemon thread still inside torch when the interpreter exits is ended with
+            # pthread_exit, which C++ turns into std::terminate: the process died of SIGABRT
+            # ("terminate called without an active exception") after saying "interrupted".
+            stop.set()
+            while worker.ident is not None and worker.is_alive():
+                worker.join(0.1)
+            raise
         worker.join()
         rep.done_embedding()
         report.embed_seconds += time.perf_counter() - t0
         report.chunks_embedded += len(missing)
         report.tokens += job.tokens
+
+
+def _salvage_model_record(db: Path) -> dict | None:
+    """The model record of an index too damaged for Store.open (a missing table, say)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        finally:
+            conn.close()
+        value = json.loads(row[0]) if row else None
+        return value if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 def check_index_dir_writable(index_dir: Path) -> None:

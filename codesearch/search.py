@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .ann import AnnIndex
-from .errors import CorruptIndexError
-from .question import QueryPlan, plan_question
+from .errors import CorruptIndexError, NoIndexError
+from .question import QUESTION_MAX_TOKENS, QueryPlan, plan_question, shorten_question
 from .ranking import RankWeights, candidate_pool, demote, fuse
 from .store import Store
 
@@ -47,6 +47,14 @@ class Hit:
         return d
 
 
+@dataclass
+class Answer:
+    """The hits for one question, and notes for the user (e.g. that the question was cut)."""
+
+    hits: list[Hit]
+    notes: list[str] = field(default_factory=list)
+
+
 class Searcher:
     """Search over one open index. `embedder_loader` is called the first time a question
     must be embedded (lexical-only searches never load a model)."""
@@ -58,6 +66,9 @@ class Searcher:
         self._loader = embedder_loader
         meta = store.get_meta("model")
         if not meta:
+            if store.stats()["units"] == 0:  # the first `codesearch index` never finished
+                raise NoIndexError(f"the index at {store.dir} is not built yet (its first run did not finish); "
+                                   f"run `codesearch index` to complete it")
             raise CorruptIndexError("the index has no model record; run `codesearch index --rebuild`")
         self.model_meta = meta
         self.ann = AnnIndex(store.dir, meta["dim"])
@@ -171,16 +182,28 @@ class Searcher:
         ranked = fuse(sem_lists, lex, mode, plan.is_chinese, w)
         return demote(ranked, self.secondary_units(), w.secondary)
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
-               path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
+    def shorten(self, query: str, mode: str) -> tuple[str, str | None]:
+        """The question cut to what the model reads (see question.shorten_question)."""
+        limit = min(QUESTION_MAX_TOKENS, int(self.model_meta.get("max_tokens") or QUESTION_MAX_TOKENS))
+        counter = self.embedder.query_tokens if mode in ("semantic", "hybrid") else None
+        return shorten_question(query, counter, limit)
+
+    def answer(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
+               path_globs: list[str] | None = None, weights: RankWeights | None = None) -> Answer:
+        query, note = self.shorten(query, mode)
+        notes = [note] if note else []
         allowed = self.allowed_units(langs, path_globs)
         if allowed is not None and not allowed:
-            return []
+            return Answer([], notes)
         plan = self.plan(query)
         sem_lists, lex = self.candidates(plan, candidate_pool(k), mode, allowed)
         ranked = self.rank(plan, sem_lists, lex, mode, weights)
         sem_scores = dict(sem_lists[0]) if sem_lists else {}
-        return self.hits([u for u, _ in ranked[:k]], dict(ranked), sem_scores)
+        return Answer(self.hits([u for u, _ in ranked[:k]], dict(ranked), sem_scores), notes)
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
+               path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
+        return self.answer(query, k, mode, langs, path_globs, weights).hits
 
     def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float]) -> list[Hit]:
         if not unit_ids:

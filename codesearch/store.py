@@ -25,11 +25,13 @@ from typing import Iterable
 import numpy as np
 
 from . import store_migrations
-from .errors import CorruptIndexError, IndexBusyError, NoIndexError
+from .errors import CorruptIndexError, IndexBusyError, NoIndexError, database_error
 from .fsutil import FileLock
 
 DB_NAME = "index.db"
 LOCK_NAME = "lock"
+TABLES = ("meta", "files", "units", "chunks", "vectors", "units_fts")
+REBUILD = "run `codesearch index --rebuild`"
 _PARAMS = 500  # ids per IN (...) list, well under SQLite's variable limit
 
 
@@ -77,14 +79,76 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
             self._upgrade(create)
+            problem = self.consistency_problem()
+            if problem:
+                raise CorruptIndexError(f"the index at {self.dir} is damaged: {problem}; {REBUILD}", problem)
         except sqlite3.DatabaseError as error:
             self.close()
-            raise CorruptIndexError(f"the index at {self.dir} is unreadable ({error}); "
-                                    f"run `codesearch index --rebuild`") from None
+            raise database_error(error, self.dir) from None
         except BaseException:
             self.close()
             raise
         return self
+
+    # -- integrity ----------------------------------------------------------------------
+    def consistency_problem(self) -> str | None:
+        """What is wrong with the index that a few reads can tell, or None (run on every open).
+
+        Every table is there, the model record names a dimension, and the first and last
+        stored vectors have that size. Milliseconds whatever the index's size (see
+        bench/integrity_check.py); a damaged page elsewhere surfaces as a DatabaseError when
+        read, and `integrity_problem` looks at everything.
+        """
+        c = self.conn
+        present = {n for (n,) in c.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+        missing = [t for t in TABLES if t not in present]
+        if missing:
+            return f"table {missing[0]} is missing"
+        row = c.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        if row is None:
+            has_data = c.execute("SELECT 1 FROM units LIMIT 1").fetchone()
+            return "it has units but no model record" if has_data else None
+        try:
+            dim = json.loads(row[0]).get("dim")
+        except (ValueError, AttributeError):
+            return "its model record is unreadable"
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            return f"its model record gives no valid dimension ({dim!r})"
+        for order in ("ASC", "DESC"):
+            got = c.execute(f"SELECT length(vector) FROM vectors ORDER BY rowid {order} LIMIT 1").fetchone()
+            if got is not None and got[0] != 4 * dim:
+                return f"a stored vector has {got[0]} bytes where the model record says {dim} dimensions"
+        return None
+
+    def integrity_problem(self) -> str | None:
+        """Everything `consistency_problem` checks, plus SQLite's `quick_check` of every page,
+        the full-text index's own check and the size of every vector (run by `index` and
+        `status`, and after any database error)."""
+        problem = self.consistency_problem()
+        if problem:
+            return problem
+        rows = [r[0] for r in self.conn.execute("PRAGMA quick_check")]
+        if rows != ["ok"]:
+            return f"SQLite finds damaged pages ({rows[0]})"
+        try:
+            self.conn.execute("INSERT INTO units_fts(units_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as error:
+            return f"the full-text index is damaged ({error})"
+        dim = (self.get_meta("model") or {}).get("dim")
+        if dim:
+            bad = self.conn.execute("SELECT COUNT(*) FROM vectors WHERE length(vector) != ?", (4 * dim,)).fetchone()[0]
+            if bad:
+                return f"{bad} stored vectors have the wrong size"
+        return None
+
+    def check(self, full: bool = False) -> None:
+        """Raise CorruptIndexError when the index is damaged (see the two checks above)."""
+        try:
+            problem = self.integrity_problem() if full else self.consistency_problem()
+        except sqlite3.DatabaseError as error:
+            problem = str(error)
+        if problem:
+            raise CorruptIndexError(f"the index at {self.dir} is damaged: {problem}; {REBUILD}", problem)
 
     def _upgrade(self, create: bool) -> None:
         """Bring the schema up to date (a new index runs every migration)."""
@@ -190,12 +254,14 @@ class Store:
         row = self.conn.execute("SELECT vector FROM vectors LIMIT 1").fetchone()
         return len(row[0]) // 4 if row else None
 
-    def copy_vectors_from(self, other_db: Path) -> None:
-        """Copy another index's vectors in (a rebuild with the same model re-embeds nothing)."""
+    def copy_vectors_from(self, other_db: Path, dim: int | None = None) -> None:
+        """Copy another index's vectors in (a rebuild with the same model re-embeds nothing);
+        with `dim`, only vectors of that size."""
         self.conn.execute("ATTACH DATABASE ? AS old", (str(other_db),))
         try:
             with self.transaction():
-                self.conn.execute("INSERT OR IGNORE INTO vectors SELECT text_hash, vector FROM old.vectors")
+                self.conn.execute("INSERT OR IGNORE INTO vectors SELECT text_hash, vector FROM old.vectors "
+                                  "WHERE ? IS NULL OR length(vector) = 4 * ?", (dim, dim))
         finally:
             self.conn.execute("DETACH DATABASE old")
 
@@ -211,6 +277,9 @@ class Store:
         dim = (self.get_meta("model") or {}).get("dim", 0)
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+        size = 4 * dim if dim else len(rows[0][1])
+        if any(len(r[1]) != size for r in rows):
+            raise CorruptIndexError(f"the index at {self.dir} is damaged: stored vectors of the wrong size; {REBUILD}")
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, mat

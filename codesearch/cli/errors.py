@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import errno
+import os
+import sys
+import threading
 
 import click
 
-from ..errors import CodesearchError
+from ..errors import CodesearchError, user_error
+from ..terminal import visible
 
 
 def say_error(msg: str) -> None:
-    click.echo(msg, err=True)
+    """One line on stderr. Messages may quote file names and text from the repository: shown
+    with control characters escaped (terminal.visible)."""
+    click.echo(visible(msg), err=True)
+
+
+def _model_threads_alive() -> bool:
+    return any(t.name == "codesearch-embed" and t.is_alive() for t in threading.enumerate())
 
 
 class MainGroup(click.Group):
@@ -24,10 +33,16 @@ class MainGroup(click.Group):
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             say_error("interrupted: the previous index is intact; run the command again to continue")
+            if _model_threads_alive():
+                # a second Ctrl-C while the batch in flight finished: leave now, skipping the
+                # interpreter's teardown, which would abort a thread still inside torch
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
             ctx.exit(130)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                say_error(f"error: no space left on device ({error.filename or 'index folder'}); "
-                          f"free some space or use --index-dir on another disk, then run again")
-                ctx.exit(7)
-            raise
+        except Exception as error:  # noqa: BLE001 - SQLite errors and a full disk become one line
+            failure = user_error(error)
+            if failure is None:
+                raise
+            say_error(f"error: {failure}")
+            ctx.exit(failure.exit_code)

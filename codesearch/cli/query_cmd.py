@@ -49,23 +49,27 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
     s = ws.settings
     texts = [question] if batch_file is None else [line.rstrip("\n") for line in batch_file if line.strip()]
     queries = [Query(t, s.k, s.mode, list(langs), list(paths), s.translate) for t in texts]
-    results = None
+    results, notes = None, []
     if s.daemon:
         reply = daemon.request(ws.index_dir, {"op": "query", "queries": [q.__dict__ for q in queries],
                                               "model": model})
         if reply and reply.get("ok"):
-            results = reply["results"]
+            results, notes = reply["results"], reply.get("notes") or []
         elif reply and reply.get("error"):
             raise daemon.reply_error(reply)
     if results is None:
         session = SearchSession(ws)
         try:
             session.check_model(model)
-            results = [[h.to_json() for h in session.search(q)] for q in queries]
+            answers = [session.answer(q) for q in queries]
         finally:
             session.close()
+        results = [[h.to_json() for h in a.hits] for a in answers]
+        notes = [a.notes for a in answers]
         if s.daemon:
             daemon.start(ws)  # warm for the next query
+    for line in dict.fromkeys(n for per_query in notes for n in per_query):
+        say_error(f"note: {line}")
     if batch_file is not None:
         for q, hits in zip(texts, results):
             click.echo(json.dumps({"query": q, "results": hits}, ensure_ascii=False))

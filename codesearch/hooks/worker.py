@@ -40,8 +40,10 @@ SYNC_BUSY_WAIT = 3.0  # --sync: then leave the rest to a background worker
 
 def say(msg: str) -> None:
     """One line on stderr (git shows hook output there)."""
+    from ..terminal import visible
+
     try:
-        sys.stderr.write(f"codesearch: {msg}\n")
+        sys.stderr.write(f"codesearch: {visible(msg)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
@@ -52,8 +54,14 @@ def _log(msg: str) -> None:
 
 
 def one_line(error: BaseException) -> str:
+    """The first line of an error, as the user should read it (SQLite errors and a full disk
+    say what to do, see errors.user_error), with control characters escaped."""
+    from ..errors import user_error
+    from ..terminal import visible
+
+    error = user_error(error) or error
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return visible(text.splitlines()[0] if text else type(error).__name__)
 
 
 # -- settings: the settings layers, then git config -------------------------------------------
