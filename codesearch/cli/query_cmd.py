@@ -67,7 +67,7 @@ def query(question, k, as_json, repo, langs, paths, mode, model, batch_file, no_
         results = [[h.to_json() for h in a.hits] for a in answers]
         notes = [a.notes for a in answers]
         if s.daemon:
-            daemon.start(ws)  # warm for the next query
+            daemon.start(ws, notice=say_error)  # warm for the next query, and says so
     for line in dict.fromkeys(n for per_query in notes for n in per_query):
         say_error(f"note: {line}")
     if batch_file is not None:
