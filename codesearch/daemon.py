@@ -47,7 +47,10 @@ def runtime_folder() -> Path:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             base = Path(platformdirs.user_runtime_dir("codesearch", appauthor=False))
-        if base.parent.is_dir() and not str(base.parent).startswith(tempfile.gettempdir()):
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        chosen = bool(xdg) and base.is_relative_to(xdg)  # platformdirs accepted $XDG_RUNTIME_DIR
+        system = base.parent.is_dir() and not base.is_relative_to(tempfile.gettempdir())  # /run/user/<uid>
+        if chosen or system:
             return private_folder(base)
     except (ImportError, OSError):
         pass

@@ -59,6 +59,8 @@ def database_error(error: Exception, where=None) -> CodesearchError:
     lowered = text.lower()
     if "disk is full" in lowered or "no space" in lowered:
         return DiskError(f"no space left for the index{place} ({text}); {DISK_FULL_ADVICE}")
+    if "i/o error" in lowered and _nearly_full(where):
+        return DiskError(f"no space left for the index{place} ({text}); {DISK_FULL_ADVICE}")
     if "i/o error" in lowered:
         return DiskError(f"a read or write of the index{place} failed ({text}); check the disk and its "
                          f"free space, then run again")
@@ -66,6 +68,19 @@ def database_error(error: Exception, where=None) -> CodesearchError:
         return IndexBusyError(f"the index{place} is locked by another process ({text}); "
                               f"wait for it to finish and run the command again")
     return CorruptIndexError(f"the index{place} is damaged ({text}); run `codesearch index --rebuild`", text)
+
+
+def _nearly_full(where) -> bool:
+    """Whether the disk holding `where` has (next to) no space left: SQLite reports a write
+    that found none as "disk I/O error" when it happens in the WAL or its shared memory."""
+    import shutil
+
+    if not where:
+        return False
+    try:
+        return shutil.disk_usage(where).free < 256 * 1024
+    except OSError:
+        return False
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

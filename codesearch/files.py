@@ -178,6 +178,12 @@ def looks_binary(head: bytes) -> bool:
     return controls > BINARY_CONTROL_SHARE * len(head)
 
 
+def printable_path(rel: str) -> str:
+    """A listed name as valid text: bytes that are not UTF-8 (kept by git's listing as
+    surrogate escapes) are written as \\xNN, so a summary or JSON can always show it."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def path_problem(root: Path, rel: str, checked_dirs: dict[str, bool] | None = None) -> str | None:
     """Why `rel` must not be read from `root` (None when it is fine).
 
@@ -237,7 +243,7 @@ def discover(root: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         problem = path_problem(root, rel, checked_dirs)
         if problem is not None:
             if problem == OUTSIDE or language_for_path(rel) is not None or only is not None:
-                result.skipped[rel] = problem
+                result.skipped[printable_path(rel)] = problem
             continue
         if extra.ignored(rel, False) or any(
                 extra.ignored("/".join(rel.split("/")[:i]), True) for i in range(1, rel.count("/") + 1)):

@@ -17,11 +17,12 @@ _WORD = re.compile(rf"[A-Za-z_][A-Za-z0-9_]*|\d+|[{CJK_CLASS}]+")
 STOPWORDS = set("""a an the of to in on for from by with and or is are be it its this that how
 what which when where do does i we you my me into as at if not no all any can get given
 using use""".split())
-# A question is cut to what the model reads at once (and at most this many tokens): a 100 KB
-# question took 120 s on e5-small, the C engine embedding every 512-token window of it, and
-# listed its words with a quadratic de-duplication. Its lexical terms are capped too (each one
-# is an OR branch of the full-text query).
-QUESTION_MAX_TOKENS = 512
+# A question is cut to at most this many tokens (fewer when the model reads fewer at once): a
+# 100 KB question took 120 s on e5-small, the C engine embedding every 512-token window of it,
+# and listed its words with a quadratic de-duplication. 256 tokens are some 150 words or 15 lines
+# of code, and cost e5-small 0.4 s of one core (512: 1.1 s; bench/hostile_inputs.py). Its
+# lexical terms are capped too (each one is an OR branch of the full-text query).
+QUESTION_MAX_TOKENS = 256
 QUESTION_MAX_TERMS = 64
 # Before any token is counted the text is cut at this many characters per allowed token (no
 # tokenizer makes tokens longer on average), so counting never costs more than a few KB.

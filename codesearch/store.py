@@ -82,7 +82,7 @@ class Store:
             problem = self.consistency_problem()
             if problem:
                 raise CorruptIndexError(f"the index at {self.dir} is damaged: {problem}; {REBUILD}", problem)
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:  # a damaged header can fail to decode
             self.close()
             raise database_error(error, self.dir) from None
         except BaseException:
@@ -120,10 +120,11 @@ class Store:
                 return f"a stored vector has {got[0]} bytes where the model record says {dim} dimensions"
         return None
 
-    def integrity_problem(self) -> str | None:
+    def integrity_problem(self, rows: bool = True) -> str | None:
         """Everything `consistency_problem` checks, plus SQLite's `quick_check` of every page,
-        the full-text index's own check and the size of every vector (run by `index` and
-        `status`, and after any database error)."""
+        the full-text index's own check, the size of every vector (what `index` runs first)
+        and, with `rows`, every cell of every row (what `status` adds; see bench/integrity_check.py
+        for what each costs)."""
         problem = self.consistency_problem()
         if problem:
             return problem
@@ -139,12 +140,40 @@ class Store:
             bad = self.conn.execute("SELECT COUNT(*) FROM vectors WHERE length(vector) != ?", (4 * dim,)).fetchone()[0]
             if bad:
                 return f"{bad} stored vectors have the wrong size"
+        return self._rows_problem() if rows else None
+
+    # (table, text columns, integer columns) that _rows_problem reads
+    _CELLS = (("files", ("path", "language", "hash"), ("size", "mtime_ns")),
+              ("units", ("path", "language", "kind", "name", "qualname", "signature", "doc", "code"),
+               ("start_line", "end_line", "secondary")),
+              ("chunks", ("text_hash",), ("unit_id", "part")))
+
+    def _rows_problem(self) -> str | None:
+        """Cells SQLite's checks cannot judge: text that is not UTF-8, numbers that are not
+        integers (random bytes in a page that leave its structure valid). Reads every row once."""
+        c = self.conn
+        old = c.text_factory
+        c.text_factory = bytes
+        try:
+            for table, texts, numbers in self._CELLS:
+                columns = ", ".join(texts + tuple(f"typeof({n})" for n in numbers))
+                for row in c.execute(f"SELECT {columns} FROM {table}"):
+                    if any(kind != b"integer" for kind in row[len(texts):]):
+                        return f"a row of {table} holds a number that is not an integer"
+                    try:
+                        for cell in row[:len(texts)]:
+                            if cell is not None:
+                                cell.decode("utf-8")
+                    except (UnicodeDecodeError, AttributeError):
+                        return f"a row of {table} holds text that is not UTF-8"
+        finally:
+            c.text_factory = old
         return None
 
     def check(self, full: bool = False) -> None:
         """Raise CorruptIndexError when the index is damaged (see the two checks above)."""
         try:
-            problem = self.integrity_problem() if full else self.consistency_problem()
+            problem = self.integrity_problem(rows=False) if full else self.consistency_problem()
         except sqlite3.DatabaseError as error:
             problem = str(error)
         if problem:
@@ -184,11 +213,27 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as error:
+            # SQLite itself rolls back after SQLITE_FULL or an I/O error: a second ROLLBACK would
+            # fail ("no transaction is active") and hide the error that matters
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.ProgrammingError):
+                raise database_error(error, self.dir) from error  # says where, and whether the disk is full
             raise
         else:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as error:
+                if self.conn.in_transaction:
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise database_error(error, self.dir) from error
 
     def schema_steps(self) -> list[str]:
         return store_migrations.applied(self.conn)
@@ -196,7 +241,13 @@ class Store:
     # -- metadata -----------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            raise CorruptIndexError(f"the index at {self.dir} is damaged: its {key!r} record is unreadable; {REBUILD}",
+                                    f"its {key!r} record is unreadable") from None
 
     def set_meta(self, key: str, value) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))

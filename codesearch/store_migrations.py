@@ -96,7 +96,8 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             m(db)
             db.execute("INSERT INTO _migrations VALUES (?, ?)", (m.__name__, time.time()))
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         done.append(m.__name__)
