@@ -120,7 +120,8 @@ def main() -> int:
     corpus = fixtures_by_language()
     keep = Path(args.keep) if args.keep else None
     ctx = mp.get_context("spawn")
-    stats = {"cases": 0, "crashes": 0, "hangs": 0, "fallbacks": 0, "bad_units": 0, "errors": [],
+    stats = {"cases": 0, "crashes": 0, "hangs": 0, "fallbacks": 0, "bad_units": 0, "fallbacks_by_language": {},
+             "errors": [],
              "languages": sorted(corpus), "seed": args.seed, "budget_s": args.budget}
     t0 = time.perf_counter()
     next_case = 0
@@ -157,6 +158,9 @@ def main() -> int:
                 elif msg[0] == "done":
                     stats["cases"] += 1
                     stats["fallbacks"] += msg[2]
+                    if msg[2]:
+                        lang = stats["languages"][msg[1] % len(stats["languages"])]
+                        stats["fallbacks_by_language"][lang] = stats["fallbacks_by_language"].get(lang, 0) + 1
                     stats["bad_units"] += msg[3]
                     if msg[3]:
                         record("bad", msg[1], "unit lines out of range or no unit")

