@@ -152,6 +152,7 @@ def test_hook_never_indexes_files_through_a_symlinked_folder(tmp_path, e5_spec):
         assert "outside_secret_token" not in r.stdout and "the secret outside" not in r.stdout, r.stdout
     found = discover(repo)
     assert found.skipped.get("sub/secret.py") == UNDER_SYMLINK
+    cs("hook", "stop", "--repo", str(repo))  # the sync hook's worker lingers: end it
 
 
 def test_listed_paths_cannot_leave_the_repository(tmp_path):
