@@ -18,6 +18,7 @@ and the benchmarks all come through here; nothing below imports a front end.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +253,8 @@ def index_repository(ws: Workspace, reporter=None, rebuild: bool = False, only: 
     def meta_for(spec):  # the endpoints this index is embedded through, for later queries (no key)
         return {"api": api.endpoints(spec).record() if api else None}
 
-    indexer = Indexer(ws.root, ws.index_dir, ws.settings.max_file_size, reporter, ws.settings.parse_workers)
+    indexer = Indexer(ws.root, ws.index_dir, ws.settings.max_file_size, reporter, ws.settings.parse_workers,
+                      ws.settings.parse_timeout)
     try:
         return indexer.run(spec_for=spec_for, embedder_for=lambda s, texts: embedders.for_documents(s, texts, api),
                            rebuild=rebuild, only=only, model_requested=flag_model is not None, meta_for=meta_for)
@@ -339,12 +341,17 @@ class SearchSession:
             raise ModelMismatchError(f"the index was built with {recorded.get('id')}, not {spec.id}; "
                                      f"query without --model, or run `codesearch index --rebuild --model {spec.id}`")
 
-    def search(self, query: Query):
+    def answer(self, query: Query):
+        """A search.Answer: the hits and notes for the user (a question that was shortened)."""
         self.refresh()
         self.searcher.translate = query.translate
         with phase("search"):
-            hits = self.searcher.search(query.text, query.k, query.mode, query.langs or None, query.paths or None)
-        return [h for h in hits if h.score >= query.threshold]
+            result = self.searcher.answer(query.text, query.k, query.mode, query.langs or None, query.paths or None)
+        result.hits = [h for h in result.hits if h.score >= query.threshold]
+        return result
+
+    def search(self, query: Query):
+        return self.answer(query).hits
 
     def close_index(self) -> None:
         if self.store is not None:
@@ -384,6 +391,12 @@ def index_status(ws: Workspace) -> dict:
     ws.require_index()
     store = Store(ws.index_dir).open()
     try:
+        try:
+            problem = store.integrity_problem()
+        except sqlite3.DatabaseError as error:
+            problem = str(error)
+        if problem:
+            return {"repo": str(ws.root), "index_dir": str(ws.index_dir), "integrity": problem}
         stats = store.stats()
         meta = store.get_meta("model") or {}
         api = store.get_meta("api")
@@ -397,4 +410,4 @@ def index_status(ws: Workspace) -> dict:
     return {"repo": str(ws.root), "index_dir": str(ws.index_dir), "model": meta.get("id"), "dim": meta.get("dim"),
             "pooling": meta.get("pooling"), "api": api, **stats, "updated_at": updated,
             "age_s": (time.time() - updated) if updated else None,
-            "changed_since": len(stale), "deleted_since": len(gone)}
+            "changed_since": len(stale), "deleted_since": len(gone), "integrity": "ok"}

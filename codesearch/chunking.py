@@ -17,7 +17,12 @@ from .text import identifier_words, split_identifier
 
 MAX_CHARS = 1500  # about 400-500 tokens of code for the XLM-R and Qwen tokenizers
 OVERLAP_LINES = 4
-MAX_PIECES = 16
+MAX_PIECES = 16  # per unit
+# Per file, the pieces' text may be at most this many times the file's size, plus a constant.
+# Real code stays under 2.4x (the stdlib's worst, compileall.py; nested functions repeat their
+# inner code), while 300 nested `def`s made 25x (3,034 pieces, hours of embedding).
+FILE_AMPLIFICATION = 4
+FILE_EXTRA_CHARS = 16 * MAX_CHARS
 
 
 def header(unit: Unit) -> str:
@@ -53,6 +58,29 @@ def unit_pieces(unit: Unit, max_chars: int = MAX_CHARS) -> list[str]:
     return pieces
 
 
+def file_pieces(units: list[Unit], source_size: int) -> tuple[list[list[str]], bool]:
+    """Each unit's pieces, within the file's budget; and whether the budget cut any.
+
+    Pieces are granted in rounds: every unit's first piece, then every unit's second, and
+    so on (the shortest first within a round), so a cut keeps as many units as possible
+    findable by their beginning. A unit left without a piece (only when the first pieces
+    alone exceed the budget) is still found by the lexical index.
+    """
+    wanted = [unit_pieces(u) for u in units]
+    budget = FILE_AMPLIFICATION * source_size + FILE_EXTRA_CHARS
+    if sum(len(p) for ps in wanted for p in ps) <= budget:
+        return wanted, False
+    granted: list[list[str]] = [[] for _ in units]
+    spent = 0
+    for part in range(max(len(ps) for ps in wanted)):
+        takers = [i for i, ps in enumerate(wanted) if part < len(ps) and len(granted[i]) == part]
+        for i in sorted(takers, key=lambda i: (len(wanted[i][part]), i)):
+            if spent + len(wanted[i][part]) <= budget:
+                granted[i].append(wanted[i][part])
+                spent += len(wanted[i][part])
+    return granted, True
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -77,6 +105,9 @@ class PreparedUnit:
     lexical: tuple[str, str, str, str]
 
 
-def prepare(unit: Unit) -> PreparedUnit:
-    texts = unit_pieces(unit)
-    return PreparedUnit(unit, texts, [text_hash(t) for t in texts], lexical_fields(unit))
+def prepare_file(units: list[Unit], source_size: int) -> tuple[list[PreparedUnit], bool]:
+    """Every unit of a file prepared, its pieces within the file's budget (file_pieces); and
+    whether the budget cut any."""
+    texts_of_units, capped = file_pieces(units, source_size)
+    return [PreparedUnit(u, texts, [text_hash(t) for t in texts], lexical_fields(u))
+            for u, texts in zip(units, texts_of_units)], capped

@@ -26,24 +26,46 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import CodesearchError
-from .fsutil import FileLock
+from .errors import CodesearchError, CorruptIndexError, user_error
+from .fsutil import FileLock, UnsafeFolderError, private_folder
 
 SOCKET_NAME = "daemon.sock"
 LOCK_NAME = "daemon.lock"
 LOG_NAME = "daemon.log"
 
 
+def runtime_folder() -> Path:
+    """This user's private folder for sockets: $XDG_RUNTIME_DIR/codesearch when that is set and
+    sound (platformdirs checks it; else /run/user/<uid>/codesearch), else codesearch-<uid> in
+    the temporary folder. Whichever it is, fsutil.private_folder checks owner and mode: a
+    folder of that name made first by another user (with mode 0777, say) is refused, never used."""
+    import warnings
+
+    try:
+        import platformdirs
+
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            base = Path(platformdirs.user_runtime_dir("codesearch", appauthor=False))
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        chosen = bool(xdg) and base.is_relative_to(xdg)  # platformdirs accepted $XDG_RUNTIME_DIR
+        system = base.parent.is_dir() and not base.is_relative_to(tempfile.gettempdir())  # /run/user/<uid>
+        if chosen or system:
+            return private_folder(base)
+    except (ImportError, OSError):
+        pass
+    return private_folder(Path(tempfile.gettempdir()) / f"codesearch-{os.getuid()}")
+
+
 def socket_path(index_dir: Path) -> Path:
-    """The socket in the index folder, or a short path under /tmp when that one is too long
-    for a Unix socket address (about 100 bytes)."""
+    """The socket in the index folder, or one in this user's private runtime folder when that
+    path is too long for a Unix socket address (about 100 bytes). Raises UnsafeFolderError
+    when that folder is not this user's alone."""
     path = Path(index_dir) / SOCKET_NAME
     if len(str(path).encode()) < 100:
         return path
     digest = hashlib.sha1(str(index_dir).encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / f"codesearch-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"{digest}.sock"
+    return runtime_folder() / f"{digest}.sock"
 
 
 def _read_line(sock) -> bytes:
@@ -60,8 +82,12 @@ def _read_line(sock) -> bytes:
 # -- client --------------------------------------------------------------------------------
 
 def request(index_dir: Path, payload: dict, timeout: float = 60.0) -> dict | None:
-    """Send one request; None when no server answers (then the caller works in-process)."""
-    path = socket_path(index_dir)
+    """Send one request; None when no server answers (then the caller works in-process). A
+    socket folder that is not this user's alone is never connected to."""
+    try:
+        path = socket_path(index_dir)
+    except UnsafeFolderError:
+        return None
     if not path.exists():
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -87,19 +113,39 @@ def reply_error(reply: dict) -> CodesearchError:
     return error
 
 
-def start(ws) -> bool:
+STARTED_NOTICE = ("started a background process (pid {pid}) that keeps this index's model loaded, so the next "
+                  "queries answer fast; it exits after {idle} without a query, `codesearch daemon stop` ends it now, "
+                  "--no-daemon or CODESEARCH_DAEMON=0 never starts it")
+
+
+def start(ws, notice=None) -> int | None:
     """Start a server for workspace `ws` in the background (a new session, so it outlives the
-    caller); False when one already answers for this index."""
+    caller); `notice` gets one line saying so and how to stop it (or why it could not start).
+    Returns the pid, or None when one already answers for this index or is still loading (it
+    holds the server lock before its socket exists; nothing is said then) or the socket folder
+    is unsafe."""
+    try:
+        socket_path(ws.index_dir)
+    except UnsafeFolderError as error:
+        if notice:
+            notice(f"warning: no background query process: {error}")
+        return None
     index_dir = Path(ws.index_dir)
-    if request(index_dir, {"op": "ping"}, timeout=2):
-        return False
+    if FileLock(index_dir / LOCK_NAME).held_elsewhere() or request(index_dir, {"op": "ping"}, timeout=2):
+        return None
     log = open(index_dir / LOG_NAME, "ab")
     cmd = [sys.executable, "-m", "codesearch.daemon", str(index_dir), str(ws.root), ws.settings.device,
            str(ws.settings.daemon_idle)]
-    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                     close_fds=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                            close_fds=True)
     log.close()
-    return True
+    if notice:
+        notice(STARTED_NOTICE.format(pid=proc.pid, idle=_duration(ws.settings.daemon_idle)))
+    return proc.pid
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def stop(index_dir: Path) -> bool:
@@ -125,10 +171,12 @@ class Server:
         if req.get("op") != "query":
             return {"ok": False, "error": f"unknown op {req.get('op')!r}"}
         self.session.check_model(req.get("model"))
-        out = []
+        out, notes = [], []
         for q in req.get("queries", []):
-            out.append([h.to_json() for h in self.session.search(Query(**q))])
-        return {"ok": True, "results": out}
+            answer = self.session.answer(Query(**q))
+            out.append([h.to_json() for h in answer.hits])
+            notes.append(answer.notes)
+        return {"ok": True, "results": out, "notes": notes}
 
     def warm_up(self) -> None:
         """Load what a question needs (the index, the model, the Chinese dictionaries), and on a
@@ -149,8 +197,8 @@ class Server:
             # a server that answers owns the index; one that does not is shutting down
             if request(self.ws.index_dir, {"op": "ping"}, timeout=5) or time.monotonic() > deadline:
                 return 0
-        path = socket_path(self.ws.index_dir)
         try:
+            path = socket_path(self.ws.index_dir)
             self.warm_up()  # before the socket exists: no client waits for the loading
         except Exception as error:  # noqa: BLE001 - log and exit; clients answer in-process
             print(f"codesearch daemon: cannot start: {error}", file=sys.stderr)
@@ -197,10 +245,14 @@ class Server:
                 conn.sendall(b'{"ok": true}\n')
                 return "stop"
             reply = self.handle(req)
-        except CodesearchError as error:
-            reply = {"ok": False, "error": str(error), "code": error.exit_code}
         except Exception as error:  # noqa: BLE001 - one bad request must not kill the server
-            reply = {"ok": False, "error": str(error).splitlines()[0] if str(error) else type(error).__name__}
+            failure = user_error(error)
+            if failure is not None:
+                reply = {"ok": False, "error": str(failure), "code": failure.exit_code}
+                if isinstance(failure, CorruptIndexError):
+                    self.session.close_index()  # reopened (and checked) on the next question
+            else:
+                reply = {"ok": False, "error": str(error).splitlines()[0] if str(error) else type(error).__name__}
         try:
             conn.sendall(json.dumps(reply, ensure_ascii=False).encode("utf-8") + b"\n")
         except OSError:

@@ -24,7 +24,8 @@ with no blank line between.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from .languages import LANGUAGES, Language, load_grammar, load_query
 
@@ -41,6 +42,12 @@ _CLASS_LIKE = ("class", "struct", "interface", "trait", "impl", "object", "enum"
 
 
 _COMMENT_STARTS = ("#", "//", "/*", "*", "--")
+PARSE_BUDGET_S = 5.0  # seconds of parsing and matching per file before it becomes one file unit
+_READ_CHUNK = 1 << 16
+
+
+class ParseBudgetExceeded(Exception):
+    """tree-sitter ran past the file's time budget (a grammar that stalls on odd input)."""
 
 
 @dataclass
@@ -212,12 +219,18 @@ def _module_name(path: str) -> str:
     return stem
 
 
-def _collect(tree, lang: Language, source: bytes, path: str = "") -> list[_Def]:
+def _collect(tree, lang: Language, source: bytes, path: str = "", deadline: float | None = None) -> list[_Def]:
     import tree_sitter
 
     query = load_query(lang.name)
     defs: dict[tuple[int, int, bool], _Def] = {}
-    for pattern, caps in tree_sitter.QueryCursor(query).matches(tree.root_node):
+    # No progress callback here: tree-sitter 0.26.1's QueryCursor.matches(..., progress_callback)
+    # crashes the interpreter (SIGSEGV) even on a 10-line file. Matching is linear in the tree;
+    # the stalls seen are in the parser, which parse() bounds. The budget is checked after.
+    matches = tree_sitter.QueryCursor(query).matches(tree.root_node)
+    if deadline is not None and time.monotonic() > deadline:
+        raise ParseBudgetExceeded
+    for pattern, caps in matches:
         for key, is_scope, forced in (("function", False, False), ("method", False, True),
                                       ("scope", True, False), ("open_scope", True, False)):
             nodes = caps.get(key)
@@ -249,15 +262,36 @@ def _collect(tree, lang: Language, source: bytes, path: str = "") -> list[_Def]:
     return sorted(defs.values(), key=lambda d: (d.node.start_byte, -d.node.end_byte))
 
 
-def _enclosing(d: _Def, all_defs: list[_Def]) -> list[_Def]:
-    """Definitions that strictly contain `d`, outermost first."""
-    out = []
-    for other in all_defs:
-        if other is d:
-            continue
-        if (other.node.start_byte <= d.node.start_byte and d.node.end_byte <= other.end_byte
-                and (other.node.start_byte, other.end_byte) != (d.node.start_byte, d.node.end_byte)):
-            out.append(other)
+def _contains(outer: _Def, d: _Def) -> bool:
+    """Whether `outer`'s scope strictly contains definition `d` (an identical span does not)."""
+    return (outer.node.start_byte <= d.node.start_byte and d.node.end_byte <= outer.end_byte
+            and (outer.node.start_byte, outer.end_byte) != (d.node.start_byte, d.node.end_byte))
+
+
+def _enclosing_all(defs: list[_Def]) -> dict[int, list[_Def]]:
+    """id(d) -> the definitions that strictly contain d, outermost (earliest) first.
+
+    One scan over `defs` (sorted by start, then longest first) with the list of scopes still
+    open: a definition whose scope ended before the current start can contain nothing that
+    follows, so it leaves the list. Comparing every pair instead took minutes for a file of a
+    few thousand functions. Definitions that start at the same byte are compared with each
+    other both ways, as the pairwise test did, so the result is the same.
+    """
+    out: dict[int, list[_Def]] = {}
+    active: list[_Def] = []
+    i, n = 0, len(defs)
+    while i < n:
+        start = defs[i].node.start_byte
+        j = i
+        while j < n and defs[j].node.start_byte == start:
+            j += 1
+        group = defs[i:j]
+        active = [p for p in active if p.end_byte >= start]
+        for d in group:
+            out[id(d)] = [p for p in active if _contains(p, d)] + \
+                         [p for p in group if p is not d and _contains(p, d)]
+        active.extend(group)
+        i = j
     return out
 
 
@@ -272,28 +306,68 @@ def _signature(d: _Def, source: bytes) -> str:
     return sig.rstrip("{:= ").strip()[:400]
 
 
-def parse(source: bytes, language: str):
-    """Parse bytes with the language's grammar; returns the tree-sitter Tree."""
+def parse(source: bytes, language: str, deadline: float | None = None):
+    """Parse bytes with the language's grammar; returns the tree-sitter Tree.
+
+    With a `deadline` (time.monotonic()), tree-sitter's progress callback stops the parse once
+    it passes and ParseBudgetExceeded is raised: some grammars spend minutes on a few KB of
+    broken input (a mutated Kotlin file of 1.4 KB took 85 s), and one such file must not stall
+    an index run. The callback is only offered for parses that read through a callback, hence
+    the slicing reader; it costs nothing measurable. The reader returns bytes, not memoryview
+    slices: with memoryviews py-tree-sitter 0.26.1 reads freed memory (a crash on the C#
+    fixtures after a few files).
+    """
     import tree_sitter
 
-    return tree_sitter.Parser(load_grammar(language)).parse(source)
+    parser = tree_sitter.Parser(load_grammar(language))
+    if deadline is None:
+        return parser.parse(source)
+    try:
+        return parser.parse(lambda offset, _point: source[offset:offset + _READ_CHUNK],
+                            progress_callback=lambda _offset, _has_error: time.monotonic() > deadline)
+    except ValueError:  # "Parsing failed": the callback cancelled it
+        if time.monotonic() > deadline:
+            raise ParseBudgetExceeded from None
+        raise
 
 
-def extract_units(path: str, source: bytes, language: str) -> list[Unit]:
+@dataclass
+class Extraction:
+    """The units of one file, and why it fell back to one file-level unit (when it did)."""
+
+    units: list[Unit] = field(default_factory=list)
+    fallback: str | None = None
+
+
+def extract_file(path: str, source: bytes, language: str, budget_s: float | None = PARSE_BUDGET_S) -> Extraction:
+    """`extract_units` within a time budget: a file whose parsing or matching runs past
+    `budget_s` seconds becomes one file-level unit (still found by its text), and says so."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    try:
+        return Extraction(extract_units(path, source, language, deadline=deadline))
+    except ParseBudgetExceeded:
+        lines = source.decode("utf-8", "replace").split("\n")
+        return Extraction([file_unit(path, language, lines)],
+                          fallback=f"parsing took over {budget_s:g} s; indexed as one file-level unit")
+
+
+def extract_units(path: str, source: bytes, language: str, deadline: float | None = None) -> list[Unit]:
     """All functions and methods of one file, or one file-level unit if it has none.
 
     Syntax errors do not stop extraction: tree-sitter recovers and we keep whatever
-    definitions it still recognises.
+    definitions it still recognises. Past `deadline` (time.monotonic()) parsing and matching
+    stop with ParseBudgetExceeded (extract_file turns that into a file-level unit).
     """
     lang = LANGUAGES[language]
-    tree = parse(source, language)
-    defs = _collect(tree, lang, source, path)
+    tree = parse(source, language, deadline)
+    defs = _collect(tree, lang, source, path, deadline)
+    enclosing = _enclosing_all(defs)
     lines = source.decode("utf-8", "replace").split("\n")
     units: list[Unit] = []
     for d in defs:
         if d.is_scope:
             continue
-        parents = _enclosing(d, defs)
+        parents = enclosing[id(d)]
         qual = []
         for p in parents:
             qual.extend(p.qualifier)

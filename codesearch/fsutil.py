@@ -2,20 +2,24 @@
 
 - `atomic_write`: readers see the old file or the new one, never half of one (a temporary
   sibling, fsync'd, then renamed over the target). A symlinked target is written through.
+- `private_folder`: a folder only this user can reach (the daemon's socket folder).
 - `FileLock`: an exclusive inter-process lock on a file (filelock's, so the kernel drops it
   when the holder dies, kill -9 included), with the holder's pid kept in a sidecar file so a
   busy lock can say who holds it. `held_elsewhere` probes without waiting.
 
-Imports only the standard library and filelock: the git hook imports this on every commit.
+Imports only the standard library, filelock and errors.py: the git hook imports this on every commit.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import filelock
+
+from .errors import CodesearchError
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int | None = None, fsync: bool = True) -> None:
@@ -117,3 +121,36 @@ class FileLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+class UnsafeFolderError(CodesearchError):
+    """A folder that should be this user's alone is not (another owner, a symlink, open modes)."""
+
+
+def private_folder(path: Path) -> Path:
+    """`path`, a folder that only this user can enter: made with mode 0700 when missing;
+    refused (UnsafeFolderError, one line) when it is a symlink, not a folder, owned by another
+    user, or open to group or others. An existing folder is never "repaired": whatever another
+    user could have put in it while it was open (a socket of theirs under our socket's name)
+    would stay; the message says to remove it."""
+    path = Path(path)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise UnsafeFolderError(f"cannot make the private folder {path}: {error.strerror}") from None
+    st = os.lstat(path)
+    uid = os.getuid()
+    if stat.S_ISLNK(st.st_mode):
+        why = "is a symlink"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "is not a folder"
+    elif st.st_uid != uid:
+        why = f"belongs to uid {st.st_uid}, not to you (uid {uid})"
+    elif st.st_mode & 0o077:
+        why = f"is open to other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    else:
+        return path
+    raise UnsafeFolderError(f"{path} {why}; codesearch keeps its sockets only in a folder of yours with mode "
+                            f"0700: remove it, or set XDG_RUNTIME_DIR to such a folder")

@@ -16,10 +16,13 @@ layer, over embedders.factory) returns the backend.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +31,8 @@ from pathlib import Path
 from .ann import ANN_FILE, STAMP_FILE, AnnIndex
 from .embedders import ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError
-from .chunking import PreparedUnit
+from .chunking import FILE_AMPLIFICATION, PreparedUnit
+from .extract import PARSE_BUDGET_S
 from .files import DEFAULT_MAX_FILE_SIZE, discover
 from .languages import query_files
 from .parsing import parse_files
@@ -38,7 +42,7 @@ from .search import measure_noise_floor
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: CR-only line ends, UTF-16 sources, per-file piece budget
 PREFETCH_MIN_FILES = 100  # new files: enough work that the model is loaded while they are parsed
 
 
@@ -75,6 +79,8 @@ class IndexReport:
     chunks_reused: int = 0
     languages: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
+    whole_files: dict = field(default_factory=dict)  # path -> why it is one file-level unit (parse budget)
+    capped: dict = field(default_factory=dict)  # path -> why some of its pieces were not embedded
     model: str = ""
     device: str = ""
     seconds: float = 0.0
@@ -103,12 +109,14 @@ class Reporter:
 
 class Indexer:
     def __init__(self, repo: Path, index_dir: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-                 reporter: Reporter | None = None, parse_workers: int = 8):
+                 reporter: Reporter | None = None, parse_workers: int = 8,
+                 parse_budget_s: float | None = PARSE_BUDGET_S):
         self.repo = repo
         self.index_dir = index_dir
         self.max_file_size = max_file_size
         self.reporter = reporter or Reporter()
         self.parse_workers = parse_workers
+        self.parse_budget_s = parse_budget_s
 
     def run(self, spec_for, embedder_for, rebuild: bool = False, only: list[str] | None = None,
             model_requested: bool = False, meta_for=None) -> IndexReport:
@@ -130,13 +138,15 @@ class Indexer:
             with phase("index open"):
                 store.open(create=True)
             try:
+                if not fresh and only is None and not rebuild:
+                    store.check(full=True)  # never write into a damaged index (hooks: the open's check)
                 recorded = store.get_meta("model")
-                previous = self._previous_model() if rebuild else None
+                previous, reusable = self._previous_model() if rebuild else (None, False)
                 keep = recorded or previous  # a rebuild without --model keeps the index's model
                 with phase("model spec"):
                     spec = spec_for(None if (model_requested or keep is None) else keep["id"])
-                if previous is not None and models_match(spec, previous):
-                    self._reuse_vectors(store)
+                if previous is not None and reusable and models_match(spec, previous):
+                    self._reuse_vectors(store, previous.get("dim"))
                 if recorded is not None and not models_match(spec, recorded):
                     raise ModelMismatchError(
                         f"this index was built with model {recorded['id']}, not {spec.id}; "
@@ -149,23 +159,32 @@ class Indexer:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _previous_model(self) -> dict | None:
-        """The live index's model record, if it can be read (a rebuild may be fixing corruption)."""
+    def _previous_model(self) -> tuple[dict | None, bool]:
+        """The live index's model record (when it can still be read: a rebuild may be fixing a
+        damaged index, and keeps its model) and whether its vectors may be reused (only when
+        the index passes the full check: a damaged one's vectors may be damaged too)."""
         old = Store(self.index_dir)
         if not old.exists():
-            return None
+            return None, False
+        model = None
         try:
             old.open()
-            return old.get_meta("model")
-        except CodesearchError:
-            return None
+            model = old.get_meta("model")
+            old.check(full=True)
+            return model, True
+        except (CodesearchError, sqlite3.DatabaseError) as error:
+            if model is None:
+                model = _salvage_model_record(self.index_dir / DB_NAME)
+            why = getattr(error, "problem", None) or str(error)
+            self.reporter.warn(f"warning: the old index is damaged ({why}); none of its vectors are reused")
+            return model, False
         finally:
             old.close()
 
-    def _reuse_vectors(self, store: Store) -> None:
+    def _reuse_vectors(self, store: Store, dim: int | None) -> None:
         """Copy the live index's vectors into a rebuild with the same model: nothing is embedded twice."""
         try:
-            store.copy_vectors_from(self.index_dir / DB_NAME)
+            store.copy_vectors_from(self.index_dir / DB_NAME, dim)
         except Exception as error:  # noqa: BLE001 - a damaged old index only means re-embedding
             self.reporter.warn(f"warning: could not reuse vectors of the old index ({error}); re-embedding")
 
@@ -220,27 +239,34 @@ class Indexer:
         def model(texts):
             return prefetch.result() if prefetch is not None else embedder_for(spec, texts)
 
-        for path, digest, units, error in parse_files(self.repo, to_read, self.parse_workers):
-            if error:
-                report.skipped[path] = error
-                continue
-            changed[path] = (digest, units)
-            if units is None:
-                continue  # touched, same content: refresh mtime only
-            fresh_hashes = []
-            for prepared in units:
-                for h, t in zip(prepared.hashes, prepared.texts):
-                    if h not in pieces:
-                        pieces[h] = t
-                        fresh_hashes.append(h)
-            new = sorted(set(fresh_hashes) - store.known_vectors(fresh_hashes))
-            report.chunks_reused += len(fresh_hashes) - len(new)
-            pending.extend(new)
-            if len(pending) >= EMBED_GROUP:
-                embedder = embedder or model(None)
-                self._record_model(store, spec, embedder, extra_meta)
-                self._embed(store, embedder, pending, pieces, report)
-                pending = []
+        parsed = parse_files(self.repo, to_read, self.parse_workers, self.parse_budget_s)
+        with contextlib.closing(parsed):  # on Ctrl-C the parse workers are shut down here, not at exit
+            for path, digest, units, error, note, capped in parsed:
+                if error:
+                    report.skipped[path] = error
+                    continue
+                changed[path] = (digest, units)
+                if units is None:
+                    continue  # touched, same content: refresh mtime only
+                if note:
+                    report.whole_files[path] = note
+                if capped:
+                    report.capped[path] = (f"its functions' pieces exceeded {FILE_AMPLIFICATION}x the file's size; "
+                                           f"some were not embedded (still found by words)")
+                fresh_hashes = []
+                for prepared in units:
+                    for h, t in zip(prepared.hashes, prepared.texts):
+                        if h not in pieces:
+                            pieces[h] = t
+                            fresh_hashes.append(h)
+                new = sorted(set(fresh_hashes) - store.known_vectors(fresh_hashes))
+                report.chunks_reused += len(fresh_hashes) - len(new)
+                pending.extend(new)
+                if len(pending) >= EMBED_GROUP:
+                    embedder = embedder or model(None)
+                    self._record_model(store, spec, embedder, extra_meta)
+                    self._embed(store, embedder, pending, pieces, report)
+                    pending = []
         report.files_parsed = sum(1 for v in changed.values() if v[1] is not None)
         if pending:
             embedder = embedder or model([pieces[h] for h in pending])
@@ -326,31 +352,66 @@ class Indexer:
             rep.info(line)
         t0 = time.perf_counter()
         done: queue.Queue = queue.Queue(maxsize=16)
+        stop = threading.Event()
+
+        def hand_over(item) -> bool:
+            while not stop.is_set():
+                try:
+                    done.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def produce():
             try:
                 for item in job.stream(rep.embedded):
-                    done.put(item)
-                done.put(None)
+                    if not hand_over(item):
+                        return
+                hand_over(None)
             except BaseException as error:  # noqa: BLE001 - handed to the committing thread
-                done.put(error)
+                hand_over(error)
 
         worker = threading.Thread(target=produce, name="codesearch-embed", daemon=True)
-        worker.start()
-        with phase("embed"):
-            while True:
-                item = done.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                sel, vecs = item
-                store.put_vectors([missing[i] for i in sel], vecs)
-            worker.join()
+        try:
+            worker.start()  # inside the try: Ctrl-C may land while start() waits for the thread
+            with phase("embed"):
+                while True:
+                    item = done.get()
+                    if item is None:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    sel, vecs = item
+                    store.put_vectors([missing[i] for i in sel], vecs)
+        except BaseException:
+            # Ctrl-C (or a failed commit): let the batch in flight finish before leaving. A
+            # daemon thread still inside torch when the interpreter exits is ended with
+            # pthread_exit, which C++ turns into std::terminate: the process died of SIGABRT
+            # ("terminate called without an active exception") after saying "interrupted".
+            stop.set()
+            while worker.ident is not None and worker.is_alive():
+                worker.join(0.1)
+            raise
+        worker.join()
         rep.done_embedding()
         report.embed_seconds += time.perf_counter() - t0
         report.chunks_embedded += len(missing)
         report.tokens += job.tokens
+
+
+def _salvage_model_record(db: Path) -> dict | None:
+    """The model record of an index too damaged for Store.open (a missing table, say)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        finally:
+            conn.close()
+        value = json.loads(row[0]) if row else None
+        return value if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 def check_index_dir_writable(index_dir: Path) -> None:

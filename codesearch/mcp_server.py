@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from . import __version__
 from .app import (Embedders, Query, SearchSession, Workspace, hit_excerpts, hit_for_tools, index_repository,
                   index_status, open_workspace)
-from .errors import CodesearchError, NoIndexError
+from .errors import CodesearchError, NoIndexError, user_error
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -65,6 +65,8 @@ class SearchResult(BaseModel):
     repo: str
     threshold: float
     hits: list[SearchHit]
+    notes: list[str] = Field(default_factory=list,
+                             description="What was changed about the question (a long one is shortened)")
 
 
 class IndexStatus(BaseModel):
@@ -167,15 +169,16 @@ class CodeSearchTools:
         self._search_thread.submit(warm)
 
     def _search(self, query: Query) -> SearchResult:
-        session = self._open()
-        hits = [h.to_json() for h in session.search(query)]
+        answer = self._open().answer(query)
+        hits = [h.to_json() for h in answer.hits]
         out = []
         for h, ex in zip(hits, hit_excerpts(self.ws, hits)):
             h = hit_for_tools(self.ws, h)
             out.append(SearchHit(**{k: h[k] for k in ("path", "abs_path", "start_line", "end_line", "line", "name",
                                                       "qualname", "language", "kind", "score", "signature")},
                                  snippet="\n".join(ex.lines), snippet_start_line=ex.first_line))
-        return SearchResult(query=query.text, repo=str(self.ws.root), threshold=query.threshold, hits=out)
+        return SearchResult(query=query.text, repo=str(self.ws.root), threshold=query.threshold, hits=out,
+                            notes=list(answer.notes))
 
     def _status(self) -> IndexStatus:
         if not self.ws.has_index:
@@ -205,6 +208,11 @@ class CodeSearchTools:
                             "(or run `codesearch index` in it)") from None
         except CodesearchError as error:
             raise ToolError(str(error)) from None
+        except Exception as error:  # a damaged index, a full disk: say so, as the CLI does
+            failure = user_error(error)
+            if failure is None:
+                raise
+            raise ToolError(str(failure)) from None
 
     async def search(self, query: Query) -> SearchResult:
         return await self._run(self._search_thread, self._search, query)

@@ -144,13 +144,13 @@ class ConsoleReporter:
 
     def _print(self, msg: str) -> None:
         if not self.quiet:
-            click.echo(msg, file=self.stream)
+            click.echo(visible(msg), file=self.stream)  # messages may quote file names and index text
 
     def info(self, msg: str) -> None:
         self._print(msg)
 
     def warn(self, msg: str) -> None:
-        click.echo(msg, file=self.stream)
+        click.echo(visible(msg), file=self.stream)
 
     def start_embedding(self, total: int, tokens: int, device: str, estimate_s: float | None = None) -> None:
         self.total, self.done, self.tokens, self.t0 = total, 0, 0, time.perf_counter()

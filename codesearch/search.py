@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .ann import AnnIndex
-from .errors import CorruptIndexError
+from .errors import CorruptIndexError, NoIndexError
 from .pathmatch import PathFilter
 from .phases import phase
-from .question import QueryPlan, plan_question
+from .question import QUESTION_MAX_TOKENS, QueryPlan, plan_question, shorten_question
 from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse, is_constructor
 from .store import Store
 
@@ -63,6 +63,14 @@ class Hit:
         return d
 
 
+@dataclass
+class Answer:
+    """The hits for one question, and notes for the user (e.g. that the question was cut)."""
+
+    hits: list[Hit]
+    notes: list[str] = field(default_factory=list)
+
+
 class Searcher:
     """Search over one open index. `embedder_loader` is called the first time a question
     must be embedded (lexical-only searches never load a model)."""
@@ -74,6 +82,9 @@ class Searcher:
         self._loader = embedder_loader
         meta = store.get_meta("model")
         if not meta:
+            if store.stats()["units"] == 0:  # the first `codesearch index` never finished
+                raise NoIndexError(f"the index at {store.dir} is not built yet (its first run did not finish); "
+                                   f"run `codesearch index` to complete it")
             raise CorruptIndexError("the index has no model record; run `codesearch index --rebuild`")
         self.model_meta = meta
         self.ann = AnnIndex(store.dir, meta["dim"])
@@ -224,17 +235,30 @@ class Searcher:
             self._roles = (ctors, files)
         return self._roles
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
-               path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
+    def shorten(self, query: str, mode: str) -> tuple[str, str | None]:
+        """The question cut to what the model reads (see question.shorten_question)."""
+        limit = min(QUESTION_MAX_TOKENS, int(self.model_meta.get("max_tokens") or QUESTION_MAX_TOKENS))
+        counter = self.embedder.query_tokens if mode in ("semantic", "hybrid") else None
+        return shorten_question(query, counter, limit)
+
+    def answer(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
+               path_globs: list[str] | None = None, weights: RankWeights | None = None) -> Answer:
+        query, note = self.shorten(query, mode)
+        notes = [note] if note else []
         allowed = self.allowed_units(langs, path_globs)
         if allowed is not None and not allowed:
-            return []
+            return Answer([], notes)
         plan = self.plan(query)
         sem_lists, lex = self.candidates(plan, candidate_pool(k), mode, allowed)
         ranked = self.rank(plan, sem_lists, lex, mode, weights)[:k]
         scored = calibrate(ranked, sem_lists, lex, mode, self.calibration(mode))
         sem_scores = dict(sem_lists[0]) if sem_lists else {}
-        return self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked), lexical=dict(lex))
+        return Answer(self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked),
+                                lexical=dict(lex)), notes)
+
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
+               path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
+        return self.answer(query, k, mode, langs, path_globs, weights).hits
 
     def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float],
              fused: dict[int, float] | None = None, lexical: dict[int, float] | None = None) -> list[Hit]:

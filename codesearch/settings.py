@@ -58,6 +58,8 @@ KEYS: tuple[Key, ...] = (
         minimum=1),
     Key("parse_workers", int, 8, "CODESEARCH_PARSE_WORKERS", False,
         "Most worker processes that read and parse files while the model embeds", minimum=1),
+    Key("parse_timeout", float, 5.0, "CODESEARCH_PARSE_TIMEOUT", False,
+        "Seconds tree-sitter may spend on one file before it is indexed as one file-level unit", minimum=0.01),
     Key("fast", bool, True, "CODESEARCH_FAST", False,
         "Use the fast embedding paths (packed GPU, CPU bf16); off: the plain transformers loop"),
     Key("cpu_path", str, "auto", "CODESEARCH_CPU_PATH", False,
@@ -113,6 +115,7 @@ class Settings:
     batch_tokens: int | None = None
     threads: int | None = None
     parse_workers: int = 8
+    parse_timeout: float = 5.0
     fast: bool = True
     cpu_path: str = "auto"
     compile: str = "auto"

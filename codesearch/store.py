@@ -25,12 +25,14 @@ from typing import Iterable
 import numpy as np
 
 from . import store_migrations
-from .errors import CorruptIndexError, IndexBusyError, NoIndexError
+from .errors import CorruptIndexError, IndexBusyError, NoIndexError, database_error
 from .fsutil import FileLock
 from .paths import INDEX_DB
 
 DB_NAME = INDEX_DB
 LOCK_NAME = "lock"
+TABLES = ("meta", "files", "units", "chunks", "vectors", "units_fts")
+REBUILD = "run `codesearch index --rebuild`"
 _PARAMS = 500  # ids per IN (...) list, well under SQLite's variable limit
 
 
@@ -78,14 +80,105 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
             self._upgrade(create)
-        except sqlite3.DatabaseError as error:
+            problem = self.consistency_problem()
+            if problem:
+                raise CorruptIndexError(f"the index at {self.dir} is damaged: {problem}; {REBUILD}", problem)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:  # a damaged header can fail to decode
             self.close()
-            raise CorruptIndexError(f"the index at {self.dir} is unreadable ({error}); "
-                                    f"run `codesearch index --rebuild`") from None
+            raise database_error(error, self.dir) from None
         except BaseException:
             self.close()
             raise
         return self
+
+    # -- integrity ----------------------------------------------------------------------
+    def consistency_problem(self) -> str | None:
+        """What is wrong with the index that a few reads can tell, or None (run on every open).
+
+        Every table is there, the model record names a dimension, and the first and last
+        stored vectors have that size. Milliseconds whatever the index's size (see
+        bench/integrity_check.py); a damaged page elsewhere surfaces as a DatabaseError when
+        read, and `integrity_problem` looks at everything.
+        """
+        c = self.conn
+        present = {n for (n,) in c.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+        missing = [t for t in TABLES if t not in present]
+        if missing:
+            return f"table {missing[0]} is missing"
+        row = c.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        if row is None:
+            has_data = c.execute("SELECT 1 FROM units LIMIT 1").fetchone()
+            return "it has units but no model record" if has_data else None
+        try:
+            dim = json.loads(row[0]).get("dim")
+        except (ValueError, AttributeError):
+            return "its model record is unreadable"
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            return f"its model record gives no valid dimension ({dim!r})"
+        for order in ("ASC", "DESC"):
+            got = c.execute(f"SELECT length(vector) FROM vectors ORDER BY rowid {order} LIMIT 1").fetchone()
+            if got is not None and got[0] != 4 * dim:
+                return f"a stored vector has {got[0]} bytes where the model record says {dim} dimensions"
+        return None
+
+    def integrity_problem(self, rows: bool = True) -> str | None:
+        """Everything `consistency_problem` checks, plus SQLite's `quick_check` of every page,
+        the full-text index's own check, the size of every vector (what `index` runs first)
+        and, with `rows`, every cell of every row (what `status` adds; see bench/integrity_check.py
+        for what each costs)."""
+        problem = self.consistency_problem()
+        if problem:
+            return problem
+        rows = [r[0] for r in self.conn.execute("PRAGMA quick_check")]
+        if rows != ["ok"]:
+            return f"SQLite finds damaged pages ({rows[0]})"
+        try:
+            self.conn.execute("INSERT INTO units_fts(units_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as error:
+            return f"the full-text index is damaged ({error})"
+        dim = (self.get_meta("model") or {}).get("dim")
+        if dim:
+            bad = self.conn.execute("SELECT COUNT(*) FROM vectors WHERE length(vector) != ?", (4 * dim,)).fetchone()[0]
+            if bad:
+                return f"{bad} stored vectors have the wrong size"
+        return self._rows_problem() if rows else None
+
+    # (table, text columns, integer columns) that _rows_problem reads
+    _CELLS = (("files", ("path", "language", "hash"), ("size", "mtime_ns")),
+              ("units", ("path", "language", "kind", "name", "qualname", "signature", "doc", "code"),
+               ("start_line", "end_line", "secondary")),
+              ("chunks", ("text_hash",), ("unit_id", "part")))
+
+    def _rows_problem(self) -> str | None:
+        """Cells SQLite's checks cannot judge: text that is not UTF-8, numbers that are not
+        integers (random bytes in a page that leave its structure valid). Reads every row once."""
+        c = self.conn
+        old = c.text_factory
+        c.text_factory = bytes
+        try:
+            for table, texts, numbers in self._CELLS:
+                columns = ", ".join(texts + tuple(f"typeof({n})" for n in numbers))
+                for row in c.execute(f"SELECT {columns} FROM {table}"):
+                    if any(kind != b"integer" for kind in row[len(texts):]):
+                        return f"a row of {table} holds a number that is not an integer"
+                    try:
+                        for cell in row[:len(texts)]:
+                            if cell is not None:
+                                cell.decode("utf-8")
+                    except (UnicodeDecodeError, AttributeError):
+                        return f"a row of {table} holds text that is not UTF-8"
+        finally:
+            c.text_factory = old
+        return None
+
+    def check(self, full: bool = False) -> None:
+        """Raise CorruptIndexError when the index is damaged (see the two checks above)."""
+        try:
+            problem = self.integrity_problem(rows=False) if full else self.consistency_problem()
+        except sqlite3.DatabaseError as error:
+            problem = str(error)
+        if problem:
+            raise CorruptIndexError(f"the index at {self.dir} is damaged: {problem}; {REBUILD}", problem)
 
     def _upgrade(self, create: bool) -> None:
         """Bring the schema up to date (a new index runs every migration)."""
@@ -121,11 +214,27 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as error:
+            # SQLite itself rolls back after SQLITE_FULL or an I/O error: a second ROLLBACK would
+            # fail ("no transaction is active") and hide the error that matters
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.ProgrammingError):
+                raise database_error(error, self.dir) from error  # says where, and whether the disk is full
             raise
         else:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as error:
+                if self.conn.in_transaction:
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise database_error(error, self.dir) from error
 
     def schema_steps(self) -> list[str]:
         return store_migrations.applied(self.conn)
@@ -133,7 +242,13 @@ class Store:
     # -- metadata -----------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            raise CorruptIndexError(f"the index at {self.dir} is damaged: its {key!r} record is unreadable; {REBUILD}",
+                                    f"its {key!r} record is unreadable") from None
 
     def set_meta(self, key: str, value) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
@@ -191,12 +306,14 @@ class Store:
         row = self.conn.execute("SELECT vector FROM vectors LIMIT 1").fetchone()
         return len(row[0]) // 4 if row else None
 
-    def copy_vectors_from(self, other_db: Path) -> None:
-        """Copy another index's vectors in (a rebuild with the same model re-embeds nothing)."""
+    def copy_vectors_from(self, other_db: Path, dim: int | None = None) -> None:
+        """Copy another index's vectors in (a rebuild with the same model re-embeds nothing);
+        with `dim`, only vectors of that size."""
         self.conn.execute("ATTACH DATABASE ? AS old", (str(other_db),))
         try:
             with self.transaction():
-                self.conn.execute("INSERT OR IGNORE INTO vectors SELECT text_hash, vector FROM old.vectors")
+                self.conn.execute("INSERT OR IGNORE INTO vectors SELECT text_hash, vector FROM old.vectors "
+                                  "WHERE ? IS NULL OR length(vector) = 4 * ?", (dim, dim))
         finally:
             self.conn.execute("DETACH DATABASE old")
 
@@ -212,6 +329,9 @@ class Store:
         dim = (self.get_meta("model") or {}).get("dim", 0)
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+        size = 4 * dim if dim else len(rows[0][1])
+        if any(len(r[1]) != size for r in rows):
+            raise CorruptIndexError(f"the index at {self.dir} is damaged: stored vectors of the wrong size; {REBUILD}")
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, mat

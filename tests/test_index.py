@@ -212,7 +212,7 @@ def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path):
 
     def summary(results):
         return [(p, d, [(u.unit.qualname, u.unit.start_line, u.unit.end_line, u.hashes) for u in units or []], e)
-                for p, d, units, e in results]
+                for p, d, units, e, _note, _capped in results]
 
     parallel = summary(parse_files(repo, jobs))
     assert parallel == summary(parse_files(repo, jobs, max_workers=1))

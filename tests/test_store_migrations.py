@@ -26,6 +26,7 @@ CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, unit_id INTEGER NOT N
 CREATE TABLE vectors (text_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE units_fts USING fts5(names, path, doc, code, tokenize = 'unicode61 remove_diacritics 2');
 INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO meta VALUES ('model', '{"id": "e5-small", "dim": 4}');
 """
 
 

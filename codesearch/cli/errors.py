@@ -8,15 +8,25 @@ lists them). A bug keeps its traceback but exits 2 too, so a script never takes 
 from __future__ import annotations
 
 import errno
+import os
+import sys
+import threading
 import traceback
 
 import click
 
-from ..errors import CodesearchError
+from ..errors import CodesearchError, user_error
+from ..terminal import visible
 
 
 def say_error(msg: str) -> None:
-    click.echo(msg, err=True)
+    """One line on stderr. Messages may quote file names and text from the repository: shown
+    with control characters escaped (terminal.visible)."""
+    click.echo(visible(msg), err=True)
+
+
+def _model_threads_alive() -> bool:
+    return any(t.name == "codesearch-embed" and t.is_alive() for t in threading.enumerate())
 
 
 class MainGroup(click.Group):
@@ -30,18 +40,29 @@ class MainGroup(click.Group):
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             say_error("interrupted: the previous index is intact; run the command again to continue")
+            if _model_threads_alive():
+                # a second Ctrl-C while the batch in flight finished: leave now, skipping the
+                # interpreter's teardown, which would abort a thread still inside torch
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
             ctx.exit(130)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                say_error(f"error: no space left on device ({error.filename or 'index folder'}); "
-                          f"free some space or use --index-dir on another disk, then run again")
-                ctx.exit(7)
-            if error.errno == errno.EPIPE:
-                raise  # the reader went away (`| head`): click ends quietly
-            traceback.print_exc()
-            ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception:  # noqa: BLE001 - a bug: its traceback, and grep's error status
+        except OSError as error:
+            if error.errno == errno.EPIPE:
+                raise  # the reader went away (`| head`): click ends quietly
+            self._fail(ctx, error)
+        except Exception as error:  # noqa: BLE001 - SQLite errors and a full disk become one line
+            self._fail(ctx, error)
+
+    @staticmethod
+    def _fail(ctx, error: BaseException) -> None:
+        """One line for what the user can act on (SQLite errors, a full disk); a bug keeps its
+        traceback and exits with grep's error status."""
+        failure = user_error(error)
+        if failure is None:
             traceback.print_exc()
             ctx.exit(2)
+        say_error(f"error: {failure}")
+        ctx.exit(failure.exit_code)

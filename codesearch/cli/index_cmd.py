@@ -33,6 +33,7 @@ def index(repo, model, device, api_base, api_model, rebuild, index_dir, max_file
     """
     from ..app import index_repository, open_workspace
     from ..output import ConsoleReporter
+    from ..terminal import visible
 
     ws = open_workspace(repo, warn=say_error, model=model, device=device, api_base=api_base, api_model=api_model,
                         index_dir=index_dir,
@@ -42,9 +43,7 @@ def index(repo, model, device, api_base, api_model, rebuild, index_dir, max_file
         from .. import daemon
 
         # the first query after an index run is the common one: have the model warm for it
-        if daemon.start(ws) and not quiet:
-            say_error(f"started a background query process for this index (it exits after "
-                      f"{ws.settings.daemon_idle / 60:.0f} idle minutes; `codesearch daemon stop` ends it now)")
+        daemon.start(ws, notice=None if quiet else say_error)
     if as_json:
         click.echo(json.dumps(report.__dict__, ensure_ascii=False, indent=2))
         return
@@ -58,4 +57,10 @@ def index(repo, model, device, api_base, api_model, rebuild, index_dir, max_file
         kinds = {}
         for reason in report.skipped.values():
             kinds[reason] = kinds.get(reason, 0) + 1
-        click.echo("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(kinds.items())))
+        click.echo("skipped: " + ", ".join(f"{n} {visible(r)}" for r, n in sorted(kinds.items())))
+    for title, paths in (("indexed as one unit (parsing ran past the parse_timeout setting)", report.whole_files),
+                         ("pieces capped (functions repeat the file many times over)", report.capped)):
+        if paths:
+            names = sorted(paths)
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            click.echo(f"{title}: {len(names)} file(s): {', '.join(visible(n) for n in names[:3])}{more}")

@@ -25,20 +25,19 @@ def _question(words: tuple[str, ...]) -> str:
     return " ".join(words).strip()
 
 
-def _answer(ws, queries, model, one_off_api: bool = False) -> list[list[dict]]:
-    """Through the warm daemon when one serves this index, else in-process (then one is started).
-    A daemon embeds through the endpoints its own settings choose: a question with a one-off
-    --api-base or --api-model is answered here."""
+def _answer(ws, queries, model, one_off_api: bool = False) -> tuple[list[list[dict]], list[list[str]]]:
+    """(hits, notes) per question: through the warm daemon when one serves this index, else
+    in-process (then one is started, and says so). A daemon embeds through the endpoints its
+    own settings choose: a question with a one-off --api-base or --api-model is answered here."""
     from .. import daemon
     from ..app import SearchSession
 
-    s = ws.settings
-    use_daemon = s.daemon and not one_off_api
+    use_daemon = ws.settings.daemon and not one_off_api
     if use_daemon:
         reply = daemon.request(ws.index_dir, {"op": "query", "queries": [q.__dict__ for q in queries],
                                               "model": model})
         if reply and reply.get("ok"):
-            return reply["results"]
+            return reply["results"], reply.get("notes") or []
         if reply and "code" in reply:
             raise daemon.reply_error(reply)  # a user error (no index, wrong model...)
         if reply:  # a daemon that fails unexpectedly (e.g. left over from another version): replace it
@@ -46,12 +45,12 @@ def _answer(ws, queries, model, one_off_api: bool = False) -> list[list[dict]]:
     session = SearchSession(ws)
     try:
         session.check_model(model)
-        results = [[h.to_json() for h in session.search(q)] for q in queries]
+        answers = [session.answer(q) for q in queries]
     finally:
         session.close()
     if use_daemon:
-        daemon.start(ws)  # warm for the next query
-    return results
+        daemon.start(ws, notice=say_error)  # warm for the next query, and says so
+    return [[h.to_json() for h in a.hits] for a in answers], [a.notes for a in answers]
 
 
 @click.command()
@@ -131,7 +130,9 @@ def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, c
     # tools asking for k hits get k (with their scores) unless a threshold was set on purpose
     cut = s.threshold if (not machine or "threshold" in s.sources) else 0.0
     queries = [Query(t, s.k, s.mode, list(langs), list(paths), s.translate, cut) for t in texts]
-    results = _answer(ws, queries, model, one_off_api=api_base is not None or api_model is not None)
+    results, notes = _answer(ws, queries, model, one_off_api=api_base is not None or api_model is not None)
+    for line in dict.fromkeys(n for per_query in notes for n in per_query):
+        say_error(f"note: {line}")  # e.g. that a long question was shortened
     found = any(results)
     _print(ws, texts, results, batch=batch_file is not None, as_json=as_json, as_jsonl=as_jsonl, vimgrep=vimgrep,
            files_only=files_only, no_snippet=no_snippet, before=before if before is not None else context,

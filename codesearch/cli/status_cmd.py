@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ..errors import CorruptIndexError
+from ..terminal import visible
 from .errors import say_error
 from .options import index_dir_option, repo_option
 
@@ -31,16 +33,26 @@ def status(repo, index_dir, as_json):
     info = index_status(open_workspace(repo, warn=say_error, index_dir=index_dir))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        if info["integrity"] != "ok":
+            raise SystemExit(CorruptIndexError.exit_code)
         return
-    click.echo(f"repository  {info['repo']}")
-    click.echo(f"index       {info['index_dir']}")
-    click.echo(f"model       {info['model']} ({info['dim']} dims, {info['pooling']} pooling)")
+    if info["integrity"] != "ok":
+        raise CorruptIndexError(f"the index at {info['index_dir']} is damaged: {info['integrity']}; "
+                                f"run `codesearch index --rebuild`")
+
+    def echo(line: str) -> None:  # paths and names come from the index: shown escaped
+        click.echo(visible(line))
+
+    echo(f"repository  {info['repo']}")
+    echo(f"index       {info['index_dir']}")
+    echo(f"model       {info['model']} ({info['dim']} dims, {info['pooling']} pooling)")
     if info.get("api"):
-        click.echo(f"embedded on {', '.join(info['api']['bases'])} (as {info['api']['model']})")
-    click.echo(f"contents    {info['files']} files, {info['units']} functions, {info['chunks']} pieces")
-    click.echo("languages   " + ", ".join(f"{k} {v}" for k, v in info["languages"].items()))
+        echo(f"embedded on {', '.join(info['api']['bases'])} (as {info['api']['model']})")
+    echo(f"contents    {info['files']} files, {info['units']} functions, {info['chunks']} pieces")
+    echo("languages   " + ", ".join(f"{k} {v}" for k, v in info["languages"].items()))
     stale, gone = info["changed_since"], info["deleted_since"]
     fresh = "up to date" if not stale and not gone else \
         f"{stale} changed and {gone} deleted files since; run `codesearch index`"
     age = info["age_s"]
     click.echo(f"updated     {_ago(age)} ago; {fresh}" if age is not None else f"updated     never; {fresh}")
+    click.echo("integrity   ok (SQLite quick_check, full-text index, vector sizes)")

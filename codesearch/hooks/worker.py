@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import CodesearchError, IndexBusyError
+from ..errors import IndexBusyError
 from .events import changed_paths, git_config
 from ..paths import INDEX_DB
 from .queue import Batch, drain, drainer_pid, drainer_running, enqueue, pending, work_left
@@ -41,8 +41,10 @@ SYNC_BUSY_WAIT = 3.0  # --sync: then leave the rest to a background worker
 
 def say(msg: str) -> None:
     """One line on stderr (git shows hook output there)."""
+    from ..terminal import visible
+
     try:
-        sys.stderr.write(f"codesearch: {msg}\n")
+        sys.stderr.write(f"codesearch: {visible(msg)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
@@ -53,8 +55,14 @@ def _log(msg: str) -> None:
 
 
 def one_line(error: BaseException) -> str:
+    """The first line of an error, as the user should read it (SQLite errors and a full disk
+    say what to do, see errors.user_error), with control characters escaped."""
+    from ..errors import user_error
+    from ..terminal import visible
+
+    error = user_error(error) or error
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return visible(text.splitlines()[0] if text else type(error).__name__)
 
 
 # -- settings: the settings layers, then git config -------------------------------------------
@@ -200,6 +208,21 @@ def spawn_worker(ws, nice: bool = True) -> subprocess.Popen:
                                 stderr=out, start_new_session=True, close_fds=True)
 
 
+def under_git(environ=None) -> bool:
+    """Whether git runs us (as a hook): git sets GIT_EXEC_PATH for every hook it starts."""
+    return "GIT_EXEC_PATH" in (os.environ if environ is None else environ)
+
+
+def announce(ws, proc: subprocess.Popen) -> None:
+    """Say once that a background worker started and how to end it, unless git runs us: a
+    commit's output stays as quiet as it was (`codesearch hook status` shows the worker)."""
+    if under_git():
+        return
+    linger = linger_seconds(ws.root, ws.settings)
+    say(f"started a background worker (pid {proc.pid}) that updates the index; it stays {linger:g} s for "
+        f"the next change, `codesearch hook stop` ends it now (log: {ws.index_dir / LOG_FILE})")
+
+
 def run_worker(ws, nice: bool = False, linger: float | None = None) -> int:
     """The background drainer (`codesearch hook drain`): waits for a busy index, then stays
     `linger` seconds with the model loaded so the next commit's update is quick."""
@@ -300,7 +323,7 @@ def _run_hook(hook, args, repo, index_dir, sync, device) -> None:
             say(f"warning: the previous index update failed ({previous}); retrying in the background "
                 f"(`codesearch hook status` shows how it goes)")
         if not drainer_running(idx):  # else the running one picks our paths up
-            spawn_worker(ws)
+            announce(ws, spawn_worker(ws))
         return
     _sync_update(ws, previous)
 
@@ -314,7 +337,9 @@ def _sync_update(ws, previous: str | None) -> None:
     if drainer_running(idx):
         outcome, why = wait_for_worker(ws, None, started)
     elif linger_seconds(ws.root, ws.settings) > 0:
-        outcome, why = wait_for_worker(ws, spawn_worker(ws, nice=False), started)
+        proc = spawn_worker(ws, nice=False)
+        announce(ws, proc)
+        outcome, why = wait_for_worker(ws, proc, started)
     if outcome == "done":
         if previous:
             say("the previous index update failed; this one caught up with its queued paths")
