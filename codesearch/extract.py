@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import c_family
+from .c_family import C_FAMILY
 from .languages import LANGUAGES, Language, load_grammar, load_query
 
 # Separators by which a captured name may be qualified: C++ `A::b`, PHP `A\b`, JS `a.b`,
@@ -71,6 +73,7 @@ class _Def:
     body_node: object = None
     receiver: str = ""
     open_scope: bool = False
+    head: object = None  # where the definition starts when the parser split it off (c_family.py)
 
     @property
     def end_byte(self) -> int:
@@ -262,7 +265,7 @@ def _enclosing(d: _Def, all_defs: list[_Def]) -> list[_Def]:
 
 
 def _signature(d: _Def, source: bytes) -> str:
-    start = d.node.start_byte
+    start = (d.head if d.head is not None else d.node).start_byte
     if d.body_node is not None and d.body_node.start_byte > start:
         sig = source[start:d.body_node.start_byte].decode("utf-8", "replace")
     else:
@@ -286,9 +289,13 @@ def extract_units(path: str, source: bytes, language: str) -> list[Unit]:
     definitions it still recognises.
     """
     lang = LANGUAGES[language]
-    tree = parse(source, language)
-    defs = _collect(tree, lang, source, path)
     lines = source.decode("utf-8", "replace").split("\n")
+    tree = parse(source, language)
+    if language in C_FAMILY:
+        tree, source = c_family.best_parse(tree, source, language, parse)
+    defs = _collect(tree, lang, source, path)
+    if language in C_FAMILY:
+        c_family.fix_macro_names(defs, source, _split_name)
     units: list[Unit] = []
     for d in defs:
         if d.is_scope:
@@ -305,11 +312,12 @@ def extract_units(path: str, source: bytes, language: str) -> list[Unit]:
         is_method = d.forced_method or bool(d.receiver) or bool(d.qualifier) or (
             nearest is not None and nearest.is_scope
             and any(k in nearest.node.type for k in _CLASS_LIKE))
+        first = d.head if d.head is not None else d.outer
         if d.doc_node is not None:
             doc = clean_docstring(_text(d.doc_node, source))
         else:
-            doc = _leading_comment(d.outer, lang, source)
-        start = d.outer.start_point[0]
+            doc = _leading_comment(first, lang, source)
+        start = first.start_point[0]
         end = d.outer.end_point[0]
         if d.outer.end_point[1] == 0 and end > start:  # node ends at column 0 of next line
             end -= 1
