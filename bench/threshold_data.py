@@ -63,9 +63,8 @@ def fixture_correct(hit, q: dict, prefix: str) -> bool:
 def record(searcher, text: str, mode: str, check) -> dict:
     """The top K of one question in one mode with every signal of each hit."""
     plan = searcher.plan(text)
-    cands = searcher.candidates(plan, candidate_pool(K), mode, None)
-    sem, lex = cands.semantic, cands.lexical
-    top = searcher.rank(plan, cands, mode)[:K]
+    sem, lex = searcher.candidates(plan, candidate_pool(K), mode, None)
+    top = searcher.rank(plan, sem, lex, mode)[:K]
     calibrated = calibrate(top, sem, lex, mode, searcher.calibration(mode))
     hits = searcher.hits([u for u, _ in top], dict(calibrated), {})
     sem_maps = [dict(s) for s in sem]

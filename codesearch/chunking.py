@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from .extract import Unit
 from .text import identifier_words, split_identifier
 
-# Changes whenever what a unit embeds changes (pieces, facets), so an upgrade re-prepares
-# every file (indexer.extraction_fingerprint); texts that did not change keep their vectors.
-TEXT_RECIPE = "2: code pieces + name and doc facets"
 MAX_CHARS = 1500  # about 400-500 tokens of code for the XLM-R and Qwen tokenizers
 OVERLAP_LINES = 4
 MAX_PIECES = 16
@@ -56,34 +53,6 @@ def unit_pieces(unit: Unit, max_chars: int = MAX_CHARS) -> list[str]:
     return pieces
 
 
-FACET_DOC_CHARS = 400
-MIN_DOC_CHARS = 12  # shorter docs ("Getter.", "TODO") say nothing of their own
-
-
-def qualname_words(unit: Unit) -> str:
-    """`leveldb.LRUCache.Insert` -> `leveldb lru cache insert`: the name as words a model reads."""
-    return " ".join(w for part in unit.qualname.split(".") for w in split_identifier(part))
-
-
-def unit_facets(unit: Unit) -> list[tuple[str, str]]:
-    """Short extra texts embedded per function, beside its code: (kind, text).
-
-    `name`: the qualified name, as identifiers and as words, with the signature: what the
-    function is called and takes, without its body's vocabulary (a caller or a sibling in the
-    same file shares the body's words; it does not share the name). `doc`: the name and the doc
-    comment alone, which states the intent in prose, undiluted by the code. Whole-file units
-    get none (their name is the file's).
-    """
-    if unit.kind == "file":
-        return []
-    words = qualname_words(unit)
-    out = [("name", f"{unit.qualname}\n{words}\n{unit.signature}".strip())]
-    doc = unit.doc.strip()
-    if len(doc) >= MIN_DOC_CHARS:
-        out.append(("doc", f"{words}: {doc[:FACET_DOC_CHARS]}"))
-    return out
-
-
 def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -106,12 +75,8 @@ class PreparedUnit:
     texts: list[str]
     hashes: list[str]
     lexical: tuple[str, str, str, str]
-    kinds: list[str] | None = None  # per text: "code" (a piece) or a facet kind; None: all code
 
 
 def prepare(unit: Unit) -> PreparedUnit:
-    pieces = unit_pieces(unit)
-    facets = unit_facets(unit)
-    texts = pieces + [t for _, t in facets]
-    kinds = ["code"] * len(pieces) + [k for k, _ in facets]
-    return PreparedUnit(unit, texts, [text_hash(t) for t in texts], lexical_fields(unit), kinds)
+    texts = unit_pieces(unit)
+    return PreparedUnit(unit, texts, [text_hash(t) for t in texts], lexical_fields(unit))

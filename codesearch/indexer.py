@@ -28,7 +28,7 @@ from pathlib import Path
 from .ann import ANN_FILE, STAMP_FILE, AnnIndex
 from .embedders import ModelSpec, models_match
 from .errors import CodesearchError, ModelMismatchError
-from .chunking import TEXT_RECIPE, PreparedUnit
+from .chunking import PreparedUnit
 from .files import DEFAULT_MAX_FILE_SIZE, discover
 from .languages import query_files
 from .parsing import parse_files
@@ -38,7 +38,7 @@ from .search import measure_noise_floor
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: C/C++ repairs (c_family.py)
 PREFETCH_MIN_FILES = 100  # new files: enough work that the model is loaded while they are parsed
 
 
@@ -84,7 +84,7 @@ class IndexReport:
 
 def extraction_fingerprint() -> str:
     """Changes whenever the grammars or the extractor change, so an upgrade re-extracts."""
-    h = hashlib.sha1(EXTRACTOR_VERSION.encode() + TEXT_RECIPE.encode())
+    h = hashlib.sha1(EXTRACTOR_VERSION.encode())
     for name, text in query_files().items():
         h.update(name.encode() + text.encode("utf-8"))
     return h.hexdigest()[:16]
@@ -266,7 +266,7 @@ class Indexer:
                 store.put_file(path, f.language.name, digest, f.size, f.mtime_ns, now)
                 for prepared in units or []:
                     added_chunks.extend(store.add_unit(prepared.unit, is_secondary_path(path), prepared.lexical,
-                                                       prepared.hashes, prepared.kinds))
+                                                       prepared.hashes))
             meta = spec.index_meta()
             meta["dim"] = dim
             store.set_meta("model", meta)
@@ -282,7 +282,7 @@ class Indexer:
             ann.save(stamp)
         if embedder is not None and report.chunks_embedded:
             with phase("noise floor"):  # where "no answer" sits: queries calibrate their scores with it
-                store.set_meta("noise_floor", measure_noise_floor(embedder, ann, store.chunk_kinds()))
+                store.set_meta("noise_floor", measure_noise_floor(embedder, ann))
 
         stats = store.stats()
         report.files = stats["files"]

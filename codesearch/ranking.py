@@ -7,7 +7,6 @@ development benchmark (bench/devset_eval.py) without an index.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -56,24 +55,6 @@ class RankWeights:
     constructor: float = 1.0  # factor on constructors (they restate what their class holds)
     file_unit: float = 1.0  # factor on whole-file units (files without functions: enums, constants)
     fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
-    caller: float = 0.0  # share of its best callee's score a caller gains (credit_calls)
-    tested: float = 0.0  # share of its best test's score a tested function gains
-    tested_named: bool = False  # only tests named after the function credit it (relations.named_after)
-    graph_top: int = 20  # how many of the best candidates are read for calls
-    name_facet: float = 0.0  # weight of the name + signature vector (chunking.unit_facets)
-    doc_facet: float = 0.0  # weight of the doc comment vector
-    facet_fusion: str = "lists"  # "lists" (each facet one more fused list) or "max" (see merge_facets)
-    size_prior: float = 0.0  # how much a one-line unit gives up against one of `size_full` lines
-    size_full: int = 16
-    facet_fill: bool = False  # "lists": a unit without a facet counts its code cosine there
-    name_offset: float = 0.05  # "max": what a facet's cosine gives up against a code piece's
-    doc_offset: float = 0.0
-
-    def facet_weight(self, kind: str) -> float:
-        return {"name": self.name_facet, "doc": self.doc_facet}.get(kind, 0.0)
-
-    def facet_offset(self, kind: str) -> float:
-        return {"name": self.name_offset, "doc": self.doc_offset}.get(kind, 0.0)
 
 
 def candidate_pool(k: int) -> int:
@@ -105,57 +86,18 @@ def convex(scored_lists: list[list[tuple[int, float]]], weights: list[float]) ->
     return fused
 
 
-def merge_facets(sem_lists: list[list[tuple[int, float]]], facets: list[dict[str, list[tuple[int, float]]]],
-                 w: RankWeights) -> tuple[list[list[tuple[int, float]]], list[list[tuple[int, float]]], list[float]]:
-    """Bring the facet vectors (chunking.unit_facets) into the semantic evidence.
-
-    "max": a unit's semantic score becomes the best of its code cosine and each facet's cosine
-    less that facet's offset (a short text's cosines run on their own scale), so a unit is
-    as close as its closest description; no list is added. "lists": each facet with a weight
-    becomes one more list for the fusion (units without that facet score 0 on it).
-    Returns (semantic lists, extra lists, their weights).
-    """
-    if not facets or not any(w.facet_weight(k) > 0 for d in facets for k in d):
-        return sem_lists, [], []
-    if w.facet_fusion == "max":
-        merged = []
-        for i, items in enumerate(sem_lists):
-            best = dict(items)
-            for kind, flist in (facets[i] if i < len(facets) else {}).items():
-                if w.facet_weight(kind) <= 0:
-                    continue
-                off = w.facet_offset(kind)
-                for uid, v in flist:
-                    if v - off > best.get(uid, -2.0):
-                        best[uid] = v - off
-            merged.append(sorted(best.items(), key=lambda x: -x[1]))
-        return merged, [], []
-    extra, ws = [], []
-    for i, d in enumerate(facets):
-        for kind, flist in d.items():
-            if w.facet_weight(kind) > 0:
-                if w.facet_fill and i < len(sem_lists):
-                    have = dict(flist)  # a unit without this facet is described by its code
-                    flist = sorted({**dict(sem_lists[i]), **have}.items(), key=lambda x: -x[1])
-                extra.append(flist)
-                ws.append(w.facet_weight(kind) * (1.0 if i == 0 else w.translated))
-    return sem_lists, extra, ws
-
-
 def fuse(sem_lists: list[list[tuple[int, float]]], lex: list[tuple[int, float]], mode: str,
-         is_chinese: bool, weights: RankWeights | None = None,
-         facets: list[dict[str, list[tuple[int, float]]]] | None = None) -> list[tuple[int, float]]:
+         is_chinese: bool, weights: RankWeights | None = None) -> list[tuple[int, float]]:
     """One best-first [(unit id, score)] list from the semantic lists (the question, then its
-    English rendering), their facet lists (merge_facets) and the lexical list. Fused scores
-    are divided by the best possible fused score, so they lie in 0..1."""
+    English rendering) and the lexical list. Fused scores are divided by the best possible
+    fused score, so they lie in 0..1."""
     w = weights or RankWeights()
     if mode == "lexical":
         return list(lex)
-    sem_lists, extra, extra_ws = merge_facets(sem_lists, facets or [], w)
-    if mode == "semantic" and len(sem_lists) == 1 and not extra:
+    if mode == "semantic" and len(sem_lists) == 1:
         return list(sem_lists[0])
-    lists = list(sem_lists) + extra
-    ws = [w.semantic if i == 0 else w.translated for i in range(len(sem_lists))] + extra_ws
+    lists = list(sem_lists)
+    ws = [w.semantic if i == 0 else w.translated for i in range(len(sem_lists))]
     if mode == "hybrid":
         lists.append(lex)
         ws.append(w.lexical_zh if is_chinese else w.lexical)
@@ -174,20 +116,6 @@ def demote(ranked: list[tuple[int, float]], secondary: set[int], factor: float) 
         return ranked
     return sorted(((u, s * (factor if u in secondary else 1.0)) for u, s in ranked), key=lambda x: -x[1])
 
-
-
-def size_factor(lines: int, strength: float, full: int) -> float:
-    """A prior on a unit's length: 1 - strength for one line, rising with log(lines) to 1 at
-    `full` lines and beyond. A question in words asks for behaviour, and a unit of one to three
-    lines (an accessor, a delegating overload, a constant) holds little behaviour of its own."""
-    if strength <= 0 or lines >= full or full <= 1:
-        return 1.0
-    return 1.0 - strength * (1.0 - math.log(max(1, lines)) / math.log(full))
-
-
-def reweigh(ranked: list[tuple[int, float]], factor) -> list[tuple[int, float]]:
-    """Multiply each score by `factor(unit id)` and re-sort."""
-    return sorted(((u, s * factor(u)) for u, s in ranked), key=lambda x: -x[1])
 
 
 @dataclass
@@ -245,31 +173,3 @@ def calibrate(ranked: list[tuple[int, float]], sem_lists: list[list[tuple[int, f
         running = min(running, evidence)
         out.append((uid, running))
     return out
-
-
-def credit_calls(ranked: list[tuple[int, float]], calls: dict[int, set[int]], tests: set[int],
-                 caller: float, tested: float) -> list[tuple[int, float]]:
-    """Re-score candidates with their call-graph neighbours' relevance (relations.py), re-sorted.
-
-    A function that calls other candidates gains `caller` x its best callee's score: the
-    question describes what it does, and part of that is done by the helpers it calls. A
-    function called by a test among the candidates gains `tested` x that test's best score: the
-    test describes the function's behaviour (tests themselves gain nothing this way, and give
-    nothing to another test). Scores are taken before any credit, so credit never chains.
-    """
-    if not ranked or not calls or (caller <= 0 and tested <= 0):
-        return ranked
-    base = dict(ranked)
-    bonus: dict[int, float] = {}
-    for a, callees in calls.items():
-        if a in tests:
-            if tested > 0:
-                for b in callees:
-                    if b not in tests:
-                        bonus[b] = max(bonus.get(b, 0.0), tested * base[a])
-        elif caller > 0:
-            best = max((base[b] for b in callees if b not in tests), default=0.0)
-            bonus[a] = max(bonus.get(a, 0.0), caller * best)
-    if not bonus:
-        return ranked
-    return sorted(((u, s + bonus.get(u, 0.0)) for u, s in ranked), key=lambda x: -x[1])

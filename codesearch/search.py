@@ -19,9 +19,7 @@ from .errors import CorruptIndexError
 from .pathmatch import PathFilter
 from .phases import phase
 from .question import QueryPlan, plan_question
-from .ranking import (Calibration, RankWeights, calibrate, candidate_pool, credit_calls, demote, fuse,
-                      is_constructor, reweigh, size_factor)
-from .relations import Candidate, calls_among, named_after
+from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse, is_constructor
 from .store import Store
 
 SNIPPET_LINES = 12
@@ -31,27 +29,14 @@ NULL_QUESTIONS = ("zorbly quaffen trinde", "a sunny afternoon at the beach", "my
                   "the orchestra played a symphony", "周末一起去看电影吧", "窗外的小鸟在唱歌")
 
 
-def measure_noise_floor(embedder, ann, facet_chunks: dict[int, str] | None = None) -> float:
-    """The median best cosine of NULL_QUESTIONS among an index's code pieces (ranking.Calibration;
-    facet vectors, `facet_chunks`, are skipped: scores are calibrated on code cosines)."""
+def measure_noise_floor(embedder, ann) -> float:
+    """The median best cosine of NULL_QUESTIONS among an index's vectors (ranking.Calibration)."""
     tops = []
-    facet_chunks = facet_chunks or {}
     for vec in embedder.embed_queries(list(NULL_QUESTIONS)):
-        labels, scores = ann.search(vec, 32 if facet_chunks else 1, None)
-        code = [float(s) for label, s in zip(labels.tolist(), scores.tolist()) if label not in facet_chunks]
-        if code or len(scores):
-            tops.append(code[0] if code else float(scores[0]))
+        _, scores = ann.search(vec, 1, None)
+        if len(scores):
+            tops.append(float(scores[0]))
     return float(np.median(tops)) if tops else Calibration().floor
-
-
-@dataclass
-class Candidates:
-    """A question's candidate units on every signal (Searcher.candidates), before fusion."""
-
-    semantic: list[list[tuple[int, float]]]  # per query text: units by their best code piece
-    lexical: list[tuple[int, float]]  # BM25
-    # per query text: facet kind (chunking.unit_facets) -> units by that facet's cosine
-    facets: list[dict[str, list[tuple[int, float]]]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,10 +81,8 @@ class Searcher:
             # stale or missing graph (e.g. a crash after the database commit): rebuild in memory
             self.ann.build(*store.vectors_for_chunks())
         self._unit_of_chunk: dict[int, int] | None = None
-        self._chunk_kinds: dict[int, str] | None = None
         self._secondary: set[int] | None = None
         self._roles: tuple[set[int], set[int]] | None = None
-        self._lines: dict[int, int] = {}
         self._floor: float | None = None
 
     @property
@@ -128,7 +111,7 @@ class Searcher:
                 self._floor = float(recorded)
             else:
                 with phase("noise floor"):
-                    self._floor = measure_noise_floor(self.embedder, self.ann, self.chunk_kinds())
+                    self._floor = measure_noise_floor(self.embedder, self.ann)
         return self._floor
 
     def calibration(self, mode: str) -> Calibration:
@@ -149,40 +132,18 @@ class Searcher:
         return out
 
     # -- retrieval ----------------------------------------------------------------------
-    def chunk_kinds(self) -> dict[int, str]:
-        """chunk id -> kind for the chunks that are not code pieces (chunking.unit_facets)."""
-        if self._chunk_kinds is None:
-            self._chunk_kinds = self.store.chunk_kinds()
-        return self._chunk_kinds
-
-    def semantic_by_kind(self, vector: np.ndarray, n: int,
-                         allowed_units: set[int] | None) -> dict[str, list[tuple[int, float]]]:
-        """kind -> best units by cosine of their best vector of that kind, best first (the
-        `code` list holds each unit's best piece; facet kinds have one vector a unit)."""
+    def semantic(self, query_vectors: np.ndarray, n: int, allowed_units: set[int] | None) -> list[tuple[int, float]]:
+        """Best units by cosine, one entry per unit (its best piece), best first."""
         chunk_units = self.chunk_units()
-        kinds = self.chunk_kinds()
         allowed_chunks = None
         if allowed_units is not None:
             allowed_chunks = {c for c, u in chunk_units.items() if u in allowed_units}
-        # facets share the graph with code pieces: look deeper so each kind still gets n units
-        k = n * (6 if kinds else 3) + 10
-        best: dict[str, dict[int, float]] = {"code": {}}
-        labels, scores = self.ann.search(vector.reshape(-1), k, allowed_chunks)
-        for label, score in zip(labels.tolist(), scores.tolist()):
-            uid = chunk_units.get(label)
-            if uid is None:
-                continue
-            of_kind = best.setdefault(kinds.get(label, "code"), {})
-            if score > of_kind.get(uid, -2.0):
-                of_kind[uid] = score
-        return {kind: sorted(b.items(), key=lambda x: -x[1])[:n] for kind, b in best.items()}
-
-    def semantic(self, query_vectors: np.ndarray, n: int, allowed_units: set[int] | None) -> list[tuple[int, float]]:
-        """Best units by cosine of their best code piece, one entry per unit, best first."""
         best: dict[int, float] = {}
         for vec in query_vectors:
-            for uid, score in self.semantic_by_kind(vec, n, allowed_units)["code"]:
-                if score > best.get(uid, -2.0):
+            labels, scores = self.ann.search(vec, n * 3 + 10, allowed_chunks)
+            for label, score in zip(labels.tolist(), scores.tolist()):
+                uid = chunk_units.get(label)
+                if uid is not None and score > best.get(uid, -2.0):
                     best[uid] = score
         return sorted(best.items(), key=lambda x: -x[1])[:n]
 
@@ -197,108 +158,71 @@ class Searcher:
     def plan(self, query: str) -> QueryPlan:
         return plan_question(query, self.translate)
 
-    @staticmethod
-    def candidate_key(weights: RankWeights | None = None) -> tuple:
-        """The settings that change the candidate lists (the rest only change their fusion)."""
-        return ()
-
-    def candidates(self, plan: QueryPlan, pool: int, mode: str, allowed: set[int] | None,
-                   weights: RankWeights | None = None) -> "Candidates":
-        """Best-first unit lists: per query text, code and facets; then the lexical list."""
-        per_text: list[dict[str, list[tuple[int, float]]]] = []
+    def candidates(self, plan: QueryPlan, pool: int, mode: str, allowed: set[int] | None):
+        """Best-first unit lists: one semantic list per query text, then the lexical list."""
+        sem_lists: list[list[tuple[int, float]]] = []
         vectors = None
         if mode in ("semantic", "hybrid"):
             embedder = self.embedder
             with phase("embed question"):
                 vectors = embedder.embed_queries(plan.texts)
-            per_text = [self.semantic_by_kind(v, pool, allowed) for v in vectors]
-        cands = Candidates(semantic=[d.pop("code") for d in per_text], facets=per_text,
-                           lexical=self.lexical(plan.terms, pool, allowed) if mode in ("lexical", "hybrid") else [])
+            sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
+        lex = self.lexical(plan.terms, pool, allowed) if mode in ("lexical", "hybrid") else []
         if mode == "hybrid":
-            self.complete(vectors, plan.terms, cands)
-        return cands
+            sem_lists, lex = self.complete(vectors, plan.terms, sem_lists, lex)
+        return sem_lists, lex
 
-    def complete(self, vectors: np.ndarray, terms: list[str], cands: "Candidates") -> None:
+    def complete(self, vectors: np.ndarray, terms: list[str], sem_lists, lex):
         """Score every candidate on every signal, so fusion compares real scores, not absences.
 
-        A unit that only BM25 (or one facet) found gets its true cosines (from the stored
-        vectors: its best code piece and each facet it has), and one that only the embedding
-        found gets its true BM25 (0 when no term matches).
+        A unit that only BM25 found gets its true cosine (from the stored vectors), and one that
+        only the embedding found gets its true BM25 (0 when no term matches).
         """
-        union = {u for lst in cands.semantic for u, _ in lst} | {u for u, _ in cands.lexical}
-        union |= {u for d in cands.facets for lst in d.values() for u, _ in lst}
+        union = {u for lst in sem_lists for u, _ in lst} | {u for u, _ in lex}
         if not union:
-            return
+            return sem_lists, lex
         units = sorted(union)
         chunk_units = self.chunk_units()
-        kinds = self.chunk_kinds()
         chunks = sorted((c for c, u in chunk_units.items() if u in union), key=lambda c: (chunk_units[c], c))
         ids, mat = self.store.vectors_for_chunks(chunks)
         row_unit = [chunk_units[int(c)] for c in ids]
-        row_kind = [kinds.get(int(c), "code") for c in ids]
-        cands.semantic, cands.facets = [], []
+        out_sem = []
         for vec in vectors:
             sims = mat @ vec.astype(np.float32) if len(ids) else np.zeros(0)
-            best: dict[str, dict[int, float]] = {"code": {}}
-            for u, kind, v in zip(row_unit, row_kind, sims.tolist()):
-                of_kind = best.setdefault(kind, {})
-                if v > of_kind.get(u, -2.0):
-                    of_kind[u] = v
-            ordered = {kind: sorted(b.items(), key=lambda x: -x[1]) for kind, b in best.items()}
-            cands.semantic.append(ordered.pop("code"))
-            cands.facets.append(ordered)
-        lex_scores = dict(cands.lexical)
+            best: dict[int, float] = {}
+            for u, v in zip(row_unit, sims.tolist()):
+                if v > best.get(u, -2.0):
+                    best[u] = v
+            out_sem.append(sorted(best.items(), key=lambda x: -x[1]))
+        lex_scores = dict(lex)
         missing = [u for u in units if u not in lex_scores]
         if terms and missing:
             lex_scores.update(self.store.lexical_scores(terms, missing))
-        cands.lexical = sorted(((u, lex_scores.get(u, 0.0)) for u in units), key=lambda x: -x[1])
+        out_lex = sorted(((u, lex_scores.get(u, 0.0)) for u in units), key=lambda x: -x[1])
+        return out_sem, out_lex
 
-    def rank(self, plan: QueryPlan, cands: "Candidates", mode: str, weights: RankWeights | None = None):
+    def rank(self, plan: QueryPlan, sem_lists, lex, mode: str, weights: RankWeights | None = None):
         """Fuse the candidate lists into one best-first [(unit id, score)] list."""
         w = weights or RankWeights()
-        ranked = fuse(cands.semantic, cands.lexical, mode, plan.is_chinese, w, cands.facets)
-        if w.caller > 0 or w.tested > 0:
-            ranked = self.credit_calls(ranked, w)
+        ranked = fuse(sem_lists, lex, mode, plan.is_chinese, w)
         ranked = demote(ranked, self.secondary_units(), w.secondary)
         if w.constructor < 1.0 or w.file_unit < 1.0:
             ctors, files = self.unit_roles()
             ranked = demote(ranked, ctors, w.constructor)
             ranked = demote(ranked, files, w.file_unit)
-        if w.size_prior > 0:
-            lines = self.unit_lines()
-            ranked = reweigh(ranked, lambda u: size_factor(lines.get(u, 1), w.size_prior, w.size_full))
         return ranked
-
-    def credit_calls(self, ranked: list[tuple[int, float]], w: RankWeights) -> list[tuple[int, float]]:
-        """ranking.credit_calls over the calls among the best `w.graph_top` candidates."""
-        top = ranked[: w.graph_top]
-        rows = self.store.units_by_id([u for u, _ in top])
-        tests = self.secondary_units()
-        cands = [Candidate(uid=u, name=rows[u][4], kind=rows[u][7], language=rows[u][6], code=rows[u][10],
-                           qualname=rows[u][5], test=u in tests) for u, _ in top if u in rows]
-        calls = calls_among(cands)
-        if w.tested_named:
-            calls = {a: bs for a, bs in calls.items() if a not in tests} | named_after(cands, calls)
-        return credit_calls(top, calls, self.secondary_units(), w.caller, w.tested) + ranked[w.graph_top:]
 
     def unit_roles(self) -> tuple[set[int], set[int]]:
         """(constructors, whole-file units), read once per open index."""
         if self._roles is None:
-            ctors, files, lines = set(), set(), {}
-            for uid, kind, language, name, qualname, n_lines in self.store.unit_roles():
-                lines[uid] = n_lines
+            ctors, files = set(), set()
+            for uid, kind, language, name, qualname in self.store.unit_roles():
                 if kind == "file":
                     files.add(uid)
                 elif is_constructor(language, name, qualname):
                     ctors.add(uid)
             self._roles = (ctors, files)
-            self._lines = lines
         return self._roles
-
-    def unit_lines(self) -> dict[int, int]:
-        """unit id -> its number of lines, read once per open index (with unit_roles)."""
-        self.unit_roles()
-        return self._lines
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
                path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
@@ -306,12 +230,11 @@ class Searcher:
         if allowed is not None and not allowed:
             return []
         plan = self.plan(query)
-        cands = self.candidates(plan, candidate_pool(k), mode, allowed, weights)
-        ranked = self.rank(plan, cands, mode, weights)[:k]
-        scored = calibrate(ranked, cands.semantic, cands.lexical, mode, self.calibration(mode))
-        sem_scores = dict(cands.semantic[0]) if cands.semantic else {}
-        return self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked),
-                         lexical=dict(cands.lexical))
+        sem_lists, lex = self.candidates(plan, candidate_pool(k), mode, allowed)
+        ranked = self.rank(plan, sem_lists, lex, mode, weights)[:k]
+        scored = calibrate(ranked, sem_lists, lex, mode, self.calibration(mode))
+        sem_scores = dict(sem_lists[0]) if sem_lists else {}
+        return self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked), lexical=dict(lex))
 
     def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float],
              fused: dict[int, float] | None = None, lexical: dict[int, float] | None = None) -> list[Hit]:

@@ -159,9 +159,8 @@ class Store:
         return ids
 
     def add_unit(self, unit, secondary: bool, lexical: tuple[str, str, str, str],
-                 hashes: list[str], kinds: list[str] | None = None) -> list[int]:
-        """Insert one unit with its full-text row and its chunks (of `kinds`, default all
-        `code`); returns the new chunk ids."""
+                 hashes: list[str]) -> list[int]:
+        """Insert one unit with its full-text row and its chunks; returns the new chunk ids."""
         c = self.conn
         uid = c.execute(
             "INSERT INTO units (path, language, kind, name, qualname, start_line, end_line, signature, doc, "
@@ -169,9 +168,8 @@ class Store:
             (unit.path, unit.language, unit.kind, unit.name, unit.qualname, unit.start_line, unit.end_line,
              unit.signature, unit.doc, unit.code, int(secondary))).lastrowid
         c.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES (?, ?, ?, ?, ?)", (uid, *lexical))
-        kinds = kinds or ["code"] * len(hashes)
-        return [c.execute("INSERT INTO chunks (unit_id, part, text_hash, kind) VALUES (?, ?, ?, ?)",
-                          (uid, part, h, kind)).lastrowid for part, (h, kind) in enumerate(zip(hashes, kinds))]
+        return [c.execute("INSERT INTO chunks (unit_id, part, text_hash) VALUES (?, ?, ?)",
+                          (uid, part, h)).lastrowid for part, h in enumerate(hashes)]
 
     # -- vectors ------------------------------------------------------------------------
     def known_vectors(self, hashes: list[str]) -> set[str]:
@@ -235,18 +233,13 @@ class Store:
         """chunk id -> unit id, for every chunk."""
         return dict(self.conn.execute("SELECT id, unit_id FROM chunks"))
 
-    def chunk_kinds(self) -> dict[int, str]:
-        """chunk id -> kind, for the chunks that are not code pieces (unit facets)."""
-        return dict(self.conn.execute("SELECT id, kind FROM chunks WHERE kind != 'code'"))
-
     def unit_locations(self) -> list[tuple[int, str, str]]:
         """(unit id, path, language) of every unit, for filters."""
         return self.conn.execute("SELECT id, path, language FROM units").fetchall()
 
-    def unit_roles(self) -> list[tuple[int, str, str, str, str, int]]:
-        """(unit id, kind, language, name, qualname, lines) of every unit, for ranking priors."""
-        return self.conn.execute("SELECT id, kind, language, name, qualname, end_line - start_line + 1 "
-                                 "FROM units").fetchall()
+    def unit_roles(self) -> list[tuple[int, str, str, str, str]]:
+        """(unit id, kind, language, name, qualname) of every unit, for ranking priors."""
+        return self.conn.execute("SELECT id, kind, language, name, qualname FROM units").fetchall()
 
     def secondary_units(self) -> set[int]:
         return {uid for (uid,) in self.conn.execute("SELECT id FROM units WHERE secondary = 1")}

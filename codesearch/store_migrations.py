@@ -66,13 +66,6 @@ def m002_secondary_flag(db: sqlite3.Connection) -> None:
                    [(uid,) for uid, path in rows if is_secondary_path(path)])
 
 
-@migration
-def m003_chunk_kinds(db: sqlite3.Connection) -> None:
-    """What a chunk's vector embeds: `code` (a piece of the unit's text, as before) or one of
-    the unit's facets (chunking.unit_facets: `name`, `doc`), which search weighs apart."""
-    db.execute("ALTER TABLE chunks ADD COLUMN kind TEXT NOT NULL DEFAULT 'code'")
-
-
 def applied(db: sqlite3.Connection) -> list[str]:
     has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
     if not has_table:
