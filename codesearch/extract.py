@@ -27,6 +27,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from . import c_family
+from .c_family import C_FAMILY
 from .languages import LANGUAGES, Language, load_grammar, load_query
 
 # Separators by which a captured name may be qualified: C++ `A::b`, PHP `A\b`, JS `a.b`,
@@ -78,6 +80,7 @@ class _Def:
     body_node: object = None
     receiver: str = ""
     open_scope: bool = False
+    head: object = None  # where the definition starts when the parser split it off (c_family.py)
 
     @property
     def end_byte(self) -> int:
@@ -296,7 +299,7 @@ def _enclosing_all(defs: list[_Def]) -> dict[int, list[_Def]]:
 
 
 def _signature(d: _Def, source: bytes) -> str:
-    start = d.node.start_byte
+    start = (d.head if d.head is not None else d.node).start_byte
     if d.body_node is not None and d.body_node.start_byte > start:
         sig = source[start:d.body_node.start_byte].decode("utf-8", "replace")
     else:
@@ -359,10 +362,14 @@ def extract_units(path: str, source: bytes, language: str, deadline: float | Non
     stop with ParseBudgetExceeded (extract_file turns that into a file-level unit).
     """
     lang = LANGUAGES[language]
-    tree = parse(source, language, deadline)
-    defs = _collect(tree, lang, source, path, deadline)
-    enclosing = _enclosing_all(defs)
     lines = source.decode("utf-8", "replace").split("\n")
+    tree = parse(source, language, deadline)
+    if language in C_FAMILY:
+        tree, source = c_family.best_parse(tree, source, language, lambda text, name: parse(text, name, deadline))
+    defs = _collect(tree, lang, source, path, deadline)
+    if language in C_FAMILY:
+        c_family.fix_macro_names(defs, source, _split_name)
+    enclosing = _enclosing_all(defs)
     units: list[Unit] = []
     for d in defs:
         if d.is_scope:
@@ -379,11 +386,12 @@ def extract_units(path: str, source: bytes, language: str, deadline: float | Non
         is_method = d.forced_method or bool(d.receiver) or bool(d.qualifier) or (
             nearest is not None and nearest.is_scope
             and any(k in nearest.node.type for k in _CLASS_LIKE))
+        first = d.head if d.head is not None else d.outer
         if d.doc_node is not None:
             doc = clean_docstring(_text(d.doc_node, source))
         else:
-            doc = _leading_comment(d.outer, lang, source)
-        start = d.outer.start_point[0]
+            doc = _leading_comment(first, lang, source)
+        start = first.start_point[0]
         end = d.outer.end_point[0]
         if d.outer.end_point[1] == 0 and end > start:  # node ends at column 0 of next line
             end -= 1

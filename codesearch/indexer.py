@@ -42,7 +42,7 @@ from .search import measure_noise_floor
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
-EXTRACTOR_VERSION = "2"  # 2: CR-only line ends, UTF-16 sources, per-file piece budget
+EXTRACTOR_VERSION = "3"  # 2: CR-only line ends, UTF-16 sources, per-file piece budget; 3: C/C++ repairs (c_family.py)
 PREFETCH_MIN_FILES = 100  # new files: enough work that the model is loaded while they are parsed
 
 

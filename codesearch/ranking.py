@@ -51,9 +51,9 @@ class RankWeights:
     lexical: float = 0.7
     lexical_zh: float = 0.7
     rrf_k: int = RRF_K
-    secondary: float = 0.8  # factor on tests/vendored/generated code
-    constructor: float = 1.0  # factor on constructors (they restate what their class holds)
-    file_unit: float = 1.0  # factor on whole-file units (files without functions: enums, constants)
+    secondary: float = 0.7  # factor on tests/vendored/generated code
+    constructor: float = 0.85  # factor on constructors (they restate what their class holds)
+    file_unit: float = 0.85  # factor on whole-file units (files without functions: enums, constants)
     fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
 
 

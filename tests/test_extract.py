@@ -112,3 +112,22 @@ def test_parse_budget_turns_a_stalling_file_into_one_file_unit():
     assert [(u.kind, u.start_line) for u in result.units] == [("file", 1)]
     fine = extract_file("a.py", b"def a():\n    return 1\n", "python", budget_s=0.5)
     assert fine.fallback is None and fine.units[0].name == "a"
+
+
+def test_c_family_repairs_keep_lines_and_only_help():
+    """c_family: the blanked source has the same bytes and lines; a file that parses cleanly, or
+    that blanking would not improve, is extracted from the original parse."""
+    from codesearch import c_family
+    from codesearch.extract import parse
+
+    src = b"class A {\n  A(int x)\n      :\n#if X\n    a_(x),\n#endif\n    b_(x) {}\n};\n"
+    blanked = c_family.blank_directives(src)
+    assert len(blanked) == len(src) and blanked.count(b"\n") == src.count(b"\n")
+    assert b"#if" not in blanked and b"a_(x)" in blanked
+    tree, used = c_family.best_parse(parse(src, "cpp"), src, "cpp", parse)
+    assert used == blanked and c_family.error_count(tree) == 0
+    clean = b"#if X\nint f() { return 1; }\n#else\nint f() { return 2; }\n#endif\n"
+    assert c_family.best_parse(parse(clean, "cpp"), clean, "cpp", parse)[1] is clean
+    # a macro in a unit's name is only replaced by a real declarator, never by a guess
+    units = extract_units("m.c", b"int MAX_SIZE(void) { return 4; }\n", "c")
+    assert [u.name for u in units] == ["MAX_SIZE"]

@@ -6,7 +6,8 @@ from codesearch.embedders.local import load_local
 from codesearch.indexer import Indexer
 from codesearch.paths import index_dir_for
 from codesearch.question import lexical_terms
-from codesearch.ranking import Calibration, RankWeights, calibrate, convex, fuse, is_secondary_path, rrf
+from codesearch.ranking import (Calibration, RankWeights, calibrate, convex, demote, fuse, is_constructor,
+                                is_secondary_path, rrf)
 from codesearch.search import Searcher
 from codesearch.store import Store
 
@@ -82,6 +83,10 @@ FILES = {
                            '    return [sum(values[i:i + window]) / window for i in range(len(values) - window + 1)]\n',
     "src/pipeline.py": f'def run_pipeline(values):\n    """Run every step of the pipeline."""\n    total = 0\n{LONG_BODY}\n'
                        '    return total\n',
+    "src/shapes.py": 'class Circle:\n    def __init__(self, radius):\n        """A circle of the given radius."""\n'
+                     '        self.radius = radius\n\n    def area(self):\n        """The area of the circle."""\n'
+                     '        return 3.14159 * self.radius ** 2\n',
+    "src/colors.py": 'RED = "#ff0000"\nGREEN = "#00ff00"\nBLUE = "#0000ff"  # the primary colours of a screen\n',
     "src/config.py": 'def parseConfig(text):\n    return dict(line.split("=", 1) for line in text.splitlines())\n\n\n'
                      'def load_settings(path):\n    """Read the settings file of the application."""\n'
                      '    return open(path).read()\n',
@@ -109,8 +114,36 @@ def test_source_ranks_above_an_identical_test(searcher):
     assert [h.path for h in hits] == ["src/stats.py", "tests/test_stats.py"]  # demoted, not hidden
     plain = {h.path: h.why["fused"] for h in searcher.search("sliding window average", k=2,
                                                              weights=RankWeights(secondary=1.0))}
-    assert hits[1].why["fused"] == pytest.approx(0.8 * plain["tests/test_stats.py"])
+    assert hits[1].why["fused"] == pytest.approx(RankWeights().secondary * plain["tests/test_stats.py"])
     assert abs(plain["tests/test_stats.py"] - plain["src/stats.py"]) < 0.05  # equal relevance
+
+
+@pytest.mark.parametrize("language,name,qualname,expected", [
+    ("python", "__init__", "Circle.__init__", True), ("php", "__construct", "Logger.__construct", True),
+    ("java", "Element", "org.jsoup.Element.Element", True), ("csharp", "JsonReader", "JsonReader.JsonReader", True),
+    ("cpp", "LRUCache", "leveldb.LRUCache.LRUCache", True), ("rust", "new", "Url.new", True),
+    ("javascript", "constructor", "CancelToken.constructor", True), ("java", "parse", "Parser.parse", False),
+    ("cpp", "Insert", "leveldb.LRUCache.Insert", False), ("python", "area", "Circle.area", False),
+])
+def test_constructors_are_recognised_by_language(language, name, qualname, expected):
+    assert is_constructor(language, name, qualname) is expected
+
+
+def test_demote_scales_only_the_given_units_and_resorts():
+    ranked = [(1, 1.0), (2, 0.9), (3, 0.5)]
+    assert demote(ranked, {1}, 0.85) == [(2, 0.9), (1, 0.85), (3, 0.5)]
+    assert demote(ranked, {1}, 1.0) is ranked  # factor 1: untouched
+
+
+def test_constructors_and_whole_file_units_are_demoted(searcher):
+    """A constructor and a file without functions rank below what the factors say, never vanish."""
+    plain = RankWeights(constructor=1.0, file_unit=1.0)
+    for question, qualname, factor in (("a circle of the given radius", "Circle.__init__", RankWeights().constructor),
+                                       ("primary colours of a screen", "colors.py", RankWeights().file_unit)):
+        fused = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8)}
+        base = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8, weights=plain)}
+        assert qualname in fused and fused[qualname] == pytest.approx(factor * base[qualname]), (question, fused)
+    assert RankWeights().constructor < 1.0 and RankWeights().file_unit < 1.0
 
 
 def test_long_function_is_split_but_found_once(searcher):
