@@ -92,6 +92,7 @@ class Searcher:
             # stale or missing graph (e.g. a crash after the database commit): rebuild in memory
             self.ann.build(*store.vectors_for_chunks())
         self._unit_of_chunk: dict[int, int] | None = None
+        self._chunks_of_unit: dict[int, list[int]] | None = None
         self._secondary: set[int] | None = None
         self._roles: tuple[set[int], set[int]] | None = None
         self._floor: float | None = None
@@ -106,6 +107,16 @@ class Searcher:
         if self._unit_of_chunk is None:
             self._unit_of_chunk = self.store.chunk_units()
         return self._unit_of_chunk
+
+    def unit_chunks(self) -> dict[int, list[int]]:
+        """unit id -> its chunk ids in order (once per open index: a question's candidates
+        are looked up, not found by a scan of every chunk)."""
+        if self._chunks_of_unit is None:
+            out: dict[int, list[int]] = {}
+            for c, u in sorted(self.chunk_units().items(), key=lambda cu: (cu[1], cu[0])):
+                out.setdefault(u, []).append(c)
+            self._chunks_of_unit = out
+        return self._chunks_of_unit
 
     def secondary_units(self) -> set[int]:
         """Units in tests, examples, vendored or generated code: ranked below source, never hidden."""
@@ -158,12 +169,17 @@ class Searcher:
                     best[uid] = score
         return sorted(best.items(), key=lambda x: -x[1])[:n]
 
-    def lexical(self, terms: list[str], n: int, allowed_units: set[int] | None) -> list[tuple[int, float]]:
-        """Best units by BM25 over the full-text index (names weigh most), best first."""
+    def lexical(self, terms: list[str], n: int, allowed_units: set[int] | None,
+                scores: dict[int, float] | None = None) -> list[tuple[int, float]]:
+        """Best units by BM25 over the full-text index (names weigh most), best first; from
+        `scores` (every match's BM25, Store.lexical_all) when the caller has them."""
         if not terms:
             return []
-        limit = n if allowed_units is None else n * 20 + 200
-        rows = self.store.lexical_search(terms, limit)
+        if scores is not None:
+            rows = sorted(scores.items(), key=lambda x: -x[1])
+        else:
+            limit = n if allowed_units is None else n * 20 + 200
+            rows = self.store.lexical_search(terms, limit)
         return [(uid, s) for uid, s in rows if allowed_units is None or uid in allowed_units][:n]
 
     def plan(self, query: str) -> QueryPlan:
@@ -178,23 +194,26 @@ class Searcher:
             with phase("embed question"):
                 vectors = embedder.embed_queries(plan.texts)
             sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
-        lex = self.lexical(plan.terms, pool, allowed) if mode in ("lexical", "hybrid") else []
+        scores = self.store.lexical_all(plan.terms) if mode == "hybrid" and plan.terms else None
+        lex = self.lexical(plan.terms, pool, allowed, scores) if mode in ("lexical", "hybrid") else []
         if mode == "hybrid":
-            sem_lists, lex = self.complete(vectors, plan.terms, sem_lists, lex)
+            sem_lists, lex = self.complete(vectors, plan.terms, sem_lists, lex, scores)
         return sem_lists, lex
 
-    def complete(self, vectors: np.ndarray, terms: list[str], sem_lists, lex):
+    def complete(self, vectors: np.ndarray, terms: list[str], sem_lists, lex, scores: dict[int, float] | None = None):
         """Score every candidate on every signal, so fusion compares real scores, not absences.
 
         A unit that only BM25 found gets its true cosine (from the stored vectors), and one that
-        only the embedding found gets its true BM25 (0 when no term matches).
+        only the embedding found gets its true BM25 (0 when no term matches), from `scores`
+        (every match's BM25) when given.
         """
         union = {u for lst in sem_lists for u, _ in lst} | {u for u, _ in lex}
         if not union:
             return sem_lists, lex
         units = sorted(union)
         chunk_units = self.chunk_units()
-        chunks = sorted((c for c, u in chunk_units.items() if u in union), key=lambda c: (chunk_units[c], c))
+        pieces = self.unit_chunks()
+        chunks = [c for u in units for c in pieces.get(u, ())]
         ids, mat = self.store.vectors_for_chunks(chunks)
         row_unit = [chunk_units[int(c)] for c in ids]
         out_sem = []
@@ -208,7 +227,10 @@ class Searcher:
         lex_scores = dict(lex)
         missing = [u for u in units if u not in lex_scores]
         if terms and missing:
-            lex_scores.update(self.store.lexical_scores(terms, missing))
+            if scores is not None:
+                lex_scores.update((u, scores[u]) for u in missing if u in scores)
+            else:
+                lex_scores.update(self.store.lexical_scores(terms, missing))
         out_lex = sorted(((u, lex_scores.get(u, 0.0)) for u in units), key=lambda x: -x[1])
         return out_sem, out_lex
 

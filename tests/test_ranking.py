@@ -157,3 +157,17 @@ def test_long_function_is_split_but_found_once(searcher):
 def test_exact_identifier_wins(searcher):
     assert searcher.search("parseConfig", k=1)[0].name == "parseConfig"
     assert searcher.search("parseConfig", k=1, mode="lexical")[0].name == "parseConfig"
+
+
+def test_one_bm25_pass_gives_what_the_two_queries_gave(searcher):
+    """Store.lexical_all (one MATCH, every score) agrees with the top-n search and with the
+    rowid-restricted scores the hybrid completion asked for before."""
+    store = searcher.store
+    for question in ("sliding window average", "read the settings file", "parse config text"):
+        terms = lexical_terms(question)
+        every = store.lexical_all(terms)
+        top = store.lexical_search(terms, 5)
+        assert top and [u for u, _ in top] == [u for u, _ in sorted(every.items(), key=lambda x: -x[1])][:5]
+        assert all(every[u] == pytest.approx(s) for u, s in top)
+        some = sorted(every)[:3] + [10**9]  # and a unit that does not exist
+        assert store.lexical_scores(terms, some) == pytest.approx({u: every[u] for u in some if u in every})
