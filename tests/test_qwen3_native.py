@@ -135,3 +135,31 @@ def test_rope_theta_in_either_config_spelling(spec, tmp_path, style):
     assert cos_min(ours, ref) > 0.99999
     default = PackedGpuEmbedder(NativeDecoderModel(spec, "cpu", dtype="fp32")).embed_documents(TEXTS[:4])
     assert cos_min(default, ref) < 0.99999  # the test can tell a wrong theta
+
+
+def test_question_length_is_counted_by_either_loader(spec, reference):
+    """Long questions are cut to what the model reads (question.shorten_question), which asks the
+    embedder how many tokens a question takes: the native loader's `tokenizers.Tokenizer` is not
+    callable as a transformers tokenizer is, and a question on a Qwen3 index failed with a
+    TypeError before any search."""
+    native = PackedGpuEmbedder(NativeDecoderModel(spec, "cpu"))
+    for text in ("read a csv file", "读取配置文件并排序", "parse " * 300):
+        assert native.query_tokens(text) == reference.query_tokens(text)
+    assert native.query_tokens("parse " * 300) > 256  # long enough to be cut (QUESTION_MAX_TOKENS)
+
+
+def test_a_long_question_on_a_qwen3_index_is_answered_and_shortened(qwen_folder, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "calc.py").write_text('def add(a, b):\n    """Add two numbers."""\n    return a + b\n')
+    env = {"CODESEARCH_DAEMON": "0"}
+    cli = [sys.executable, "-m", "codesearch.cli"]
+    import os
+
+    done = subprocess.run([*cli, "index", str(repo), "--model", str(qwen_folder), "--device", "cpu", "-q"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "query", "--repo", str(repo), "--device", "cpu", "--json", "add numbers " * 200],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)[0]["name"] == "add" and "shortened" in done.stderr

@@ -166,8 +166,10 @@ class TokenEmbedder(Embedder):
         return f"{self.path} loop"
 
     def query_tokens(self, text: str) -> int | None:
-        ids = self.model.tokenizer(self.spec.query_prompt + text, add_special_tokens=True, verbose=False)["input_ids"]
-        return len(ids) + (1 if self.spec.append_eos else 0)
+        """Tokens the question takes with its prompt, EOS included, counted up to the model's
+        limit (through the model's own tokenize: a transformers tokenizer or, for checkpoints
+        loaded by qwen3_native, a `tokenizers.Tokenizer`, which is not callable)."""
+        return len(self.tokenize([self.spec.query_prompt + text])[0])
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         if not texts:
