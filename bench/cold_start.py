@@ -55,8 +55,9 @@ def run_traced(cmd: list[str], env: dict, timeout: float = 1800) -> dict:
         data = {"phases": [], "exit": None}
     finally:
         Path(trace).unlink(missing_ok=True)
-    if done.returncode != 0:
-        print(done.stderr[-2000:], file=sys.stderr)
+    if done.returncode not in (0, 1):  # 1: a query that found nothing above the threshold
+        # a figure of a command that failed measures nothing: stop here, saying why
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-2000:]}")
     phases = data["phases"]
     first = min((p["start"] for p in phases), default=data.get("exit") or 0.0)
     t0_wall, exit_wall = data.get("t0_wall", started), data.get("exit_wall", ended)

@@ -118,6 +118,14 @@ STARTED_NOTICE = ("started a background process (pid {pid}) that keeps this inde
                   "--no-daemon or CODESEARCH_DAEMON=0 never starts it")
 
 
+def loading(index_dir: Path) -> bool:
+    """Whether a server for this index is starting (it holds the lock, its socket is not there yet)."""
+    try:
+        return FileLock(Path(index_dir) / LOCK_NAME).held_elsewhere()
+    except OSError:
+        return False
+
+
 def start(ws, notice=None) -> int | None:
     """Start a server for workspace `ws` in the background (a new session, so it outlives the
     caller); `notice` gets one line saying so and how to stop it (or why it could not start).
@@ -131,7 +139,7 @@ def start(ws, notice=None) -> int | None:
             notice(f"warning: no background query process: {error}")
         return None
     index_dir = Path(ws.index_dir)
-    if FileLock(index_dir / LOCK_NAME).held_elsewhere() or request(index_dir, {"op": "ping"}, timeout=2):
+    if loading(index_dir) or request(index_dir, {"op": "ping"}, timeout=2):
         return None
     log = open(index_dir / LOG_NAME, "ab")
     cmd = [sys.executable, "-m", "codesearch.daemon", str(index_dir), str(ws.root), ws.settings.device,

