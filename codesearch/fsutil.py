@@ -17,8 +17,6 @@ import stat
 import tempfile
 from pathlib import Path
 
-import filelock
-
 from .errors import CodesearchError
 
 
@@ -62,6 +60,10 @@ class FileLock:
     """
 
     def __init__(self, path: Path):
+        # imported here: filelock pulls in logging, secrets and hashlib (13 ms), which every
+        # command would pay at start-up, a query through the daemon included
+        import filelock
+
         self.path = Path(path)
         self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False, is_singleton=False,
                                        preserve_lock_file=True)
@@ -71,6 +73,8 @@ class FileLock:
         return self.path.with_name(self.path.name + ".owner")
 
     def acquire(self, wait: float = 0.0) -> bool:
+        import filelock
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire(timeout=wait, poll_interval=0.05)
@@ -103,6 +107,8 @@ class FileLock:
             return False
         if not self.path.exists():
             return False
+        import filelock
+
         probe = filelock.FileLock(str(self.path), timeout=0, thread_local=False, is_singleton=False,
                                   preserve_lock_file=True)
         try:

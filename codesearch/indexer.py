@@ -38,7 +38,7 @@ from .languages import query_files
 from .parsing import parse_files
 from .phases import phase
 from .ranking import is_secondary_path
-from .search import measure_noise_floor
+from .search import measure_noise_floor, null_question_vectors
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
@@ -313,7 +313,7 @@ class Indexer:
             ann.save(stamp)
         if embedder is not None and report.chunks_embedded:
             with phase("noise floor"):  # where "no answer" sits: queries calibrate their scores with it
-                store.set_meta("noise_floor", measure_noise_floor(embedder, ann))
+                store.set_meta("noise_floor", measure_noise_floor(embedder, ann, null_question_vectors(store, embedder)))
 
         stats = store.stats()
         report.files = stats["files"]

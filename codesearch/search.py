@@ -29,14 +29,34 @@ NULL_QUESTIONS = ("zorbly quaffen trinde", "a sunny afternoon at the beach", "my
                   "the orchestra played a symphony", "周末一起去看电影吧", "窗外的小鸟在唱歌")
 
 
-def measure_noise_floor(embedder, ann) -> float:
-    """The median best cosine of NULL_QUESTIONS among an index's vectors (ranking.Calibration)."""
+def measure_noise_floor(embedder, ann, vectors: np.ndarray | None = None) -> float:
+    """The median best cosine of NULL_QUESTIONS among an index's vectors (ranking.Calibration);
+    `vectors`: the questions' embeddings when the caller has them (null_question_vectors)."""
     tops = []
-    for vec in embedder.embed_queries(list(NULL_QUESTIONS)):
+    for vec in (embedder.embed_queries(list(NULL_QUESTIONS)) if vectors is None else vectors):
         _, scores = ann.search(vec, 1, None)
         if len(scores):
             tops.append(float(scores[0]))
     return float(np.median(tops)) if tops else Calibration().floor
+
+
+def null_question_vectors(store: Store, embedder) -> np.ndarray:
+    """NULL_QUESTIONS embedded by this index's model, kept in the index's metadata: they depend
+    only on the model, and embedding them again cost every index run that embedded anything
+    60 ms (a git hook's one-function update took 0.26 s instead of 0.19 s, bench/hook_commit.py);
+    the graph searches that place them cost under a millisecond."""
+    key = {"model": embedder.spec.id, "prompt": embedder.spec.query_prompt, "questions": list(NULL_QUESTIONS)}
+    kept = store.get_meta("null_question_vectors")
+    if isinstance(kept, dict) and {k: kept.get(k) for k in key} == key:
+        try:
+            vectors = np.asarray(kept["vectors"], dtype=np.float32)
+            if vectors.shape == (len(NULL_QUESTIONS), embedder.dim):
+                return vectors
+        except (KeyError, TypeError, ValueError):
+            pass  # unreadable: embed them again
+    vectors = np.asarray(embedder.embed_queries(list(NULL_QUESTIONS)), dtype=np.float32)
+    store.set_meta("null_question_vectors", {**key, "vectors": [[round(float(x), 6) for x in v] for v in vectors]})
+    return vectors
 
 
 @dataclass

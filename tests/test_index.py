@@ -217,3 +217,37 @@ def test_parallel_parsing_gives_the_same_units_as_serial(tmp_path):
     parallel = summary(parse_files(repo, jobs))
     assert parallel == summary(parse_files(repo, jobs, max_workers=1))
     assert parallel[-1][3].startswith("unreadable") and parallel[0][2][0][:3] == ("f0", 1, 3)
+
+
+def test_noise_floor_is_remeasured_without_embedding_its_questions_again(make_git_repo, e5):
+    """Every run that embeds something re-measures the noise floor (the index changed), from
+    the null questions' vectors kept in the index: a hook's one-function update embeds that
+    function and nothing else."""
+    from codesearch.search import NULL_QUESTIONS, measure_noise_floor
+
+    class QuestionCounter(CountingEmbedder):
+        questions = 0
+
+        def embed_queries(self, texts):
+            QuestionCounter.questions += len(texts)
+            return self.inner.embed_queries(texts)
+
+    repo = make_git_repo(FILES)
+
+    def index():
+        counter = QuestionCounter(e5)
+        Indexer(repo, index_dir_for(repo)).run(spec_for=lambda recorded: e5.spec,
+                                               embedder_for=lambda spec, texts: counter)
+        store = Store(index_dir_for(repo)).open()
+        return store.get_meta("noise_floor"), Searcher(store, embedder=e5)
+
+    floor, searcher = index()
+    assert QuestionCounter.questions == len(NULL_QUESTIONS)
+    assert floor == pytest.approx(measure_noise_floor(e5, searcher.ann), abs=1e-4)
+    searcher.store.close()
+    (repo / "util/mathx.py").write_text(FILES["util/mathx.py"] + '\n\ndef median(values):\n'
+                                        '    """Middle value of a sorted list."""\n    return sorted(values)[len(values) // 2]\n')
+    floor, searcher = index()
+    assert QuestionCounter.questions == len(NULL_QUESTIONS)  # not embedded again
+    assert floor == pytest.approx(measure_noise_floor(e5, searcher.ann), abs=1e-4)  # measured on the new graph
+    searcher.store.close()
