@@ -131,7 +131,7 @@ class Store:
             return problem
         rows = [r[0] for r in self.conn.execute("PRAGMA quick_check")]
         if rows != ["ok"]:
-            return f"SQLite finds damaged pages ({rows[0]})"
+            return f"SQLite finds damaged pages ({' '.join(rows[0].split())})"  # its report has line breaks
         try:
             self.conn.execute("INSERT INTO units_fts(units_fts) VALUES ('integrity-check')")
         except sqlite3.DatabaseError as error:

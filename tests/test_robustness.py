@@ -341,7 +341,7 @@ def test_grammar_fuzzing_short(tmp_path):
 def test_hook_worker_started_by_hand_says_so_and_under_git_stays_quiet(tmp_path, e5_spec):
     from hostile import git
 
-    from codesearch.hooks import drainer_running
+    from codesearch.hooks import drainer_running, work_left
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -363,8 +363,10 @@ def test_hook_worker_started_by_hand_says_so_and_under_git_stays_quiet(tmp_path,
             assert len(said) == (0 if under_git else 1), r.stderr
             if said:
                 assert "`codesearch hook stop`" in said[0]
-            cs("hook", "stop", "--repo", str(repo))
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 60  # the worker it started has taken the change...
+            while work_left(repo / ".codesearch") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cs("hook", "stop", "--repo", str(repo))  # ...so it is up and this stops it
             while drainer_running(repo / ".codesearch") and time.monotonic() < deadline:
                 time.sleep(0.1)  # the next run must find no worker, or it starts none
     finally:

@@ -29,6 +29,12 @@ def _model_threads_alive() -> bool:
     return any(t.name == "codesearch-embed" and t.is_alive() for t in threading.enumerate())
 
 
+def _error_line(error: BaseException) -> str:
+    """`error: <message>` on one line, whatever the message holds (SQLite's integrity report,
+    an embedding server's reply, a file name: line breaks would split it into several)."""
+    return "error: " + " ".join(str(error).split())
+
+
 class MainGroup(click.Group):
     """Turns CodesearchError into `error: ...` and an exit code, and Ctrl-C into a calm line."""
 
@@ -36,7 +42,7 @@ class MainGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CodesearchError as error:
-            say_error(f"error: {error}")
+            say_error(_error_line(error))
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             say_error("interrupted: the previous index is intact; run the command again to continue")
@@ -64,5 +70,5 @@ class MainGroup(click.Group):
         if failure is None:
             traceback.print_exc()
             ctx.exit(2)
-        say_error(f"error: {failure}")
+        say_error(_error_line(failure))
         ctx.exit(failure.exit_code)
