@@ -217,15 +217,15 @@ class Searcher:
         scores = self.store.lexical_all(plan.terms) if mode == "hybrid" and plan.terms else None
         lex = self.lexical(plan.terms, pool, allowed, scores) if mode in ("lexical", "hybrid") else []
         if mode == "hybrid":
-            sem_lists, lex = self.complete(vectors, plan.terms, sem_lists, lex, scores)
+            sem_lists, lex = self.complete(vectors, sem_lists, lex, scores)
         return sem_lists, lex
 
-    def complete(self, vectors: np.ndarray, terms: list[str], sem_lists, lex, scores: dict[int, float] | None = None):
+    def complete(self, vectors: np.ndarray, sem_lists, lex, scores: dict[int, float] | None):
         """Score every candidate on every signal, so fusion compares real scores, not absences.
 
         A unit that only BM25 found gets its true cosine (from the stored vectors), and one that
         only the embedding found gets its true BM25 (0 when no term matches), from `scores`
-        (every match's BM25) when given.
+        (every match's BM25, Store.lexical_all; None when the question has no terms).
         """
         union = {u for lst in sem_lists for u, _ in lst} | {u for u, _ in lex}
         if not union:
@@ -244,13 +244,7 @@ class Searcher:
                 if v > best.get(u, -2.0):
                     best[u] = v
             out_sem.append(sorted(best.items(), key=lambda x: -x[1]))
-        lex_scores = dict(lex)
-        missing = [u for u in units if u not in lex_scores]
-        if terms and missing:
-            if scores is not None:
-                lex_scores.update((u, scores[u]) for u in missing if u in scores)
-            else:
-                lex_scores.update(self.store.lexical_scores(terms, missing))
+        lex_scores = scores if scores is not None else dict(lex)  # lex is drawn from scores
         out_lex = sorted(((u, lex_scores.get(u, 0.0)) for u in units), key=lambda x: -x[1])
         return out_sem, out_lex
 

@@ -380,20 +380,11 @@ class Store:
     def lexical_all(self, terms: list[str]) -> dict[int, float]:
         """BM25 (higher is better) of every unit that matches any term. One pass: FTS5 scores
         every match to sort them anyway, so a hybrid search that needs the top units *and* the
-        scores of the semantic candidates asks once (a second MATCH restricted by rowid cost
-        twice the first on a 55,000-unit index, bench/union_latency.py)."""
+        scores of the semantic candidates asks once (a second MATCH restricted to the
+        candidates' rowids cost more than the first on a 55,000-unit index,
+        bench/union_latency.py)."""
         sql = "SELECT rowid, bm25(units_fts, ?, ?, ?, ?) FROM units_fts WHERE units_fts MATCH ?"
         return {uid: -s for uid, s in self.conn.execute(sql, (*BM25_WEIGHTS, fts_match(terms)))}
-
-    def lexical_scores(self, terms: list[str], unit_ids: list[int]) -> dict[int, float]:
-        """BM25 (higher is better) of the given units that match any term."""
-        out: dict[int, float] = {}
-        for part in _chunks(list(unit_ids)):
-            sql = ("SELECT rowid, bm25(units_fts, ?, ?, ?, ?) FROM units_fts WHERE units_fts MATCH ? "
-                   "AND rowid IN (%s)" % ",".join("?" * len(part)))
-            for uid, score in self.conn.execute(sql, (*BM25_WEIGHTS, fts_match(terms), *part)):
-                out[uid] = -score
-        return out
 
     def units_by_id(self, unit_ids: list[int]) -> dict[int, tuple]:
         """id -> (id, path, start_line, end_line, name, qualname, language, kind, signature, doc, code)."""

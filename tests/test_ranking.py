@@ -160,8 +160,8 @@ def test_exact_identifier_wins(searcher):
 
 
 def test_one_bm25_pass_gives_what_the_two_queries_gave(searcher):
-    """Store.lexical_all (one MATCH, every score) agrees with the top-n search and with the
-    rowid-restricted scores the hybrid completion asked for before."""
+    """Store.lexical_all (one MATCH, every score) agrees with the top-n search, and the hybrid
+    completion gives a candidate no term matches a BM25 of 0."""
     store = searcher.store
     for question in ("sliding window average", "read the settings file", "parse config text"):
         terms = lexical_terms(question)
@@ -169,5 +169,8 @@ def test_one_bm25_pass_gives_what_the_two_queries_gave(searcher):
         top = store.lexical_search(terms, 5)
         assert top and [u for u, _ in top] == [u for u, _ in sorted(every.items(), key=lambda x: -x[1])][:5]
         assert all(every[u] == pytest.approx(s) for u, s in top)
-        some = sorted(every)[:3] + [10**9]  # and a unit that does not exist
-        assert store.lexical_scores(terms, some) == pytest.approx({u: every[u] for u in some if u in every})
+    plan = searcher.plan("sliding window average")
+    sem, lex = searcher.candidates(plan, 20, "hybrid", None)
+    every = store.lexical_all(plan.terms)
+    assert {u: s for u, s in lex} == pytest.approx({u: every.get(u, 0.0) for u, _ in lex})
+    assert any(u not in every for u, _ in lex)  # semantic-only candidates are scored 0, not dropped
