@@ -133,6 +133,15 @@ def main() -> int:
             keep.mkdir(parents=True, exist_ok=True)
             (keep / f"{kind}_{n}_{lang}.bin").write_bytes(data)
 
+    def child_died(current: int | None, next_case: int) -> int:
+        """The case in flight when the child process died is a crash; go on after it."""
+        if current is None:
+            return next_case
+        stats["crashes"] += 1
+        stats["cases"] += 1
+        record("crash", current, f"child exit code {proc.exitcode}")
+        return current + 1
+
     while next_case < args.cases:
         parent_end, child_end = ctx.Pipe()
         proc = ctx.Process(target=child, args=(child_end, next_case, args.cases, args.seed, args.budget))
@@ -147,11 +156,7 @@ def main() -> int:
                     msg = None
                 if msg is None:
                     proc.join(5)
-                    if current is not None:
-                        stats["crashes"] += 1
-                        stats["cases"] += 1
-                        record("crash", current, f"child exit code {proc.exitcode}")
-                        next_case = current + 1
+                    next_case = child_died(current, next_case)
                     break
                 if msg[0] == "start":
                     current, started = msg[1], time.monotonic()
@@ -179,11 +184,7 @@ def main() -> int:
                     break
             elif not proc.is_alive():
                 proc.join()
-                if current is not None:
-                    stats["crashes"] += 1
-                    stats["cases"] += 1
-                    record("crash", current, f"child exit code {proc.exitcode}")
-                    next_case = current + 1
+                next_case = child_died(current, next_case)
                 break
             if current is not None and time.monotonic() - started > args.budget + 10:
                 proc.kill()
