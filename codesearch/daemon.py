@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -156,9 +157,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
+def loading_pid(index_dir: Path) -> int | None:
+    """The pid of a server for this index that is still loading (it holds the lock and has no
+    socket yet), or None. Checked against the process's command line, so a pid reused by
+    another program is never taken for it."""
+    lock = FileLock(Path(index_dir) / LOCK_NAME)
+    if not lock.held_elsewhere():
+        return None
+    pid = lock.holder()
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if pid else []
+    except OSError:
+        return pid  # no /proc here: trust the lock's owner file
+    return pid if b"codesearch.daemon" in cmdline else None
+
+
 def stop(index_dir: Path) -> bool:
+    """Stop this index's server: by request when it answers, by SIGTERM while it loads (a
+    `daemon stop` right after the first query would otherwise say "not running" and leave it)."""
     reply = request(index_dir, {"op": "stop"}, timeout=5)
-    return bool(reply and reply.get("ok"))
+    if reply and reply.get("ok"):
+        return True
+    pid = loading_pid(index_dir)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return False
+    return True
 
 
 # -- server --------------------------------------------------------------------------------

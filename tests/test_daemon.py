@@ -191,3 +191,29 @@ def test_a_session_keeps_its_open_index_until_the_index_changes(repo, e5_spec):
     finally:
         session.close()
         session.embedders.close()
+
+
+def test_stop_ends_a_server_that_is_still_loading(tmp_path):
+    """A server holds its lock before its socket exists; `daemon stop` (and status) must see it
+    then, not say "not running" and leave it for 15 minutes. A stand-in process takes the
+    server's lock with codesearch.daemon on its command line, as a loading server does."""
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    code = ("import sys, time\nfrom pathlib import Path\nfrom codesearch.fsutil import FileLock\n"
+            f"lock = FileLock(Path({str(idx)!r}) / {daemon.LOCK_NAME!r})\nassert lock.acquire()\n"
+            "print('locked', flush=True)\ntime.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "codesearch.daemon"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        assert daemon.loading_pid(idx) == proc.pid
+        assert daemon.stop(idx) is True
+        assert proc.wait(30) == -15  # SIGTERM
+        assert daemon.loading_pid(idx) is None and daemon.stop(idx) is False
+    finally:
+        proc.kill()
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)  # not a server
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        assert daemon.loading_pid(idx) is None and daemon.stop(idx) is False and other.poll() is None
+    finally:
+        other.kill()

@@ -35,4 +35,8 @@ def daemon_status(repo, index_dir):
 
     ws = open_workspace(repo, warn=say_error, index_dir=index_dir)
     reply = d.request(ws.index_dir, {"op": "ping"}, timeout=5)
-    click.echo(f"running (pid {reply['pid']})" if reply and reply.get("ok") else "not running")
+    if reply and reply.get("ok"):
+        click.echo(f"running (pid {reply['pid']})")
+    else:
+        pid = d.loading_pid(ws.index_dir)
+        click.echo(f"starting (pid {pid}): loading the index and the model" if pid else "not running")
