@@ -23,13 +23,15 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from hostile import index_contents  # noqa: E402
 
 PY = sys.executable
 WORDS = ["parse", "config", "retry", "cache", "token", "bucket", "stream", "decode", "render", "merge", "sort"]
@@ -89,15 +91,6 @@ def run_and_kill(repo: Path, delay: float) -> tuple[str, str, float]:
         state = "failed"
     lines = [l for l in out.decode("utf-8", "replace").replace("\r", "\n").splitlines() if l.strip()]
     return state, (lines[-1] if lines else "(nothing printed yet)"), time.monotonic() - t0
-
-
-def contents(repo: Path) -> list[tuple]:
-    conn = sqlite3.connect(repo / ".codesearch" / "index.db")
-    try:
-        return sorted(conn.execute("SELECT u.path, u.qualname, u.start_line, u.end_line, c.part, c.text_hash "
-                                   "FROM units u JOIN chunks c ON c.unit_id = u.id"))
-    finally:
-        conn.close()
 
 
 def phase(line: str) -> str:
@@ -163,7 +156,7 @@ def main() -> int:
     shutil.rmtree(clean, ignore_errors=True)
     shutil.copytree(repo, clean, ignore=shutil.ignore_patterns(".codesearch"))
     fresh = cs("index", str(clean), "--model", "e5-small", "-q")
-    converged = final.returncode == 0 and fresh.returncode == 0 and contents(repo) == contents(clean)
+    converged = final.returncode == 0 and fresh.returncode == 0 and index_contents(repo) == index_contents(clean)
     status_ok = "integrity   ok" in cs("status", "--repo", str(repo)).stdout
     result = {"runs": n, "killed": states["killed"], "finished_before_the_kill": states["finished"],
               "failed": states["failed"], "corrupt": corrupt, "query_failures": tracebacks,

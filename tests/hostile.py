@@ -39,6 +39,17 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True).stdout.decode()
 
 
+def index_contents(repo: Path) -> list[tuple]:
+    """Every piece of `repo`'s index (path, qualname, lines, part, text hash), sorted: two
+    indexes of the same files hold the same, however they got there (kill -9 convergence)."""
+    conn = sqlite3.connect(repo / ".codesearch" / "index.db")
+    try:
+        return sorted(conn.execute("SELECT u.path, u.qualname, u.start_line, u.end_line, c.part, c.text_hash "
+                                   "FROM units u JOIN chunks c ON c.unit_id = u.id"))
+    finally:
+        conn.close()
+
+
 @dataclass
 class Outcome:
     """What one `codesearch index --json` run of the hostile repository gave."""
@@ -254,14 +265,22 @@ def _sql(statement: str) -> Callable[[Path], None]:
     return apply
 
 
-def _random_pages(index_dir: Path) -> None:
-    db = index_dir / "index.db"
-    data = bytearray(db.read_bytes())
-    rng = random.Random(5)
-    for _ in range(20):
-        i = rng.randrange(4096, len(data) - 64)  # past the header page, which SQLite checks first
-        data[i:i + 64] = rng.randbytes(64)
-    db.write_bytes(bytes(data))
+def _scribble(name: str, seed: int, runs: int, width: int, skip: int = 0) -> Callable[[Path], None]:
+    """Damage that overwrites `runs` random places of index file `name` with `width` random
+    bytes each, past its first `skip` bytes (seeded: the same damage every time)."""
+    def apply(index_dir: Path) -> None:
+        path = index_dir / name
+        data = bytearray(path.read_bytes())
+        rng = random.Random(seed)
+        for _ in range(runs):
+            i = rng.randrange(skip, len(data) - width)
+            data[i:i + width] = rng.randbytes(width)
+        path.write_bytes(bytes(data))
+    return apply
+
+
+_random_pages = _scribble("index.db", 5, 20, 64, skip=4096)  # past the header page, which SQLite checks first
+_ann_random_bytes = _scribble("vectors.hnsw", 9, 50, 16)
 
 
 def _truncate(name: str, keep: float) -> Callable[[Path], None]:
@@ -269,16 +288,6 @@ def _truncate(name: str, keep: float) -> Callable[[Path], None]:
         path = index_dir / name
         os.truncate(path, int(path.stat().st_size * keep))
     return apply
-
-
-def _ann_random_bytes(index_dir: Path) -> None:
-    path = index_dir / "vectors.hnsw"
-    data = bytearray(path.read_bytes())
-    rng = random.Random(9)
-    for _ in range(50):
-        i = rng.randrange(len(data) - 16)
-        data[i:i + 16] = rng.randbytes(16)
-    path.write_bytes(bytes(data))
 
 
 def _garbage(name: str, data: bytes) -> Callable[[Path], None]:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile import DAMAGES, REPO_CASES, build_hostile_repo, damage_index, read_outcome, summary_json  # noqa: E402
+from hostile import (DAMAGES, REPO_CASES, build_hostile_repo, damage_index, index_contents, read_outcome,  # noqa: E402
+                     summary_json)
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -308,15 +309,7 @@ def test_kill_9_at_random_moments_leaves_a_sound_index_that_converges(tmp_path, 
     shutil.copytree(repo, clean, ignore=shutil.ignore_patterns(".codesearch"))
     assert cs("index", str(clean), "--model", "e5-small", "-q").returncode == 0
 
-    def contents(r):
-        conn = sqlite3.connect(r / ".codesearch" / "index.db")
-        try:
-            return sorted(conn.execute("SELECT u.path, u.qualname, u.start_line, c.text_hash FROM units u "
-                                       "JOIN chunks c ON c.unit_id = u.id"))
-        finally:
-            conn.close()
-
-    assert contents(repo) == contents(clean)
+    assert index_contents(repo) == index_contents(clean)
 
 
 # -- extraction: linear, identical, fuzzed ------------------------------------------------------------
