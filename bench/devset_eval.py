@@ -99,6 +99,8 @@ def main() -> int:
                     help="with --misses: print questions whose answer ranks below this (0: outside the top k)")
     ap.add_argument("--per-language", action="store_true", help="print R@1/R@10/MRR per language and field")
     ap.add_argument("--only-repo", default="")
+    ap.add_argument("--no-expand", action="store_true", help="no English query expansion (expansion.py)")
+    ap.add_argument("--expansion-weight", type=float, default=None, help="search.EXPANSION_WEIGHT unless given")
     ap.add_argument("--vector-cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="JSON: figures and every question's rank per config")
     args = ap.parse_args()
@@ -136,7 +138,9 @@ def main() -> int:
         if embedder is None:
             embedder = CachedEmbedder(embedders.for_queries(resolve_spec(None, store.get_meta("model")["id"])),
                                       args.vector_cache)
-        s = Searcher(store, embedder=embedder)
+        s = Searcher(store, embedder=embedder, expand=not args.no_expand)
+        if args.expansion_weight is not None:
+            s.expansion_weight = args.expansion_weight
         for q in (q for q in queries if q["repo"] == r["repo"]):
             for field in FIELDS:
                 if not q.get(field):

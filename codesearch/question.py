@@ -8,9 +8,10 @@ embedded as a second query and adds its words to the terms.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+from .expansion import synonyms_of
 from .text import CJK_CLASS, has_cjk, split_identifier
 
 _WORD = re.compile(rf"[A-Za-z_][A-Za-z0-9_]*|\d+|[{CJK_CLASS}]+")
@@ -35,6 +36,7 @@ class QueryPlan:
     texts: list[str]
     terms: list[str]
     is_chinese: bool = False
+    expansions: list[str] = field(default_factory=list)  # synonyms of the terms (expansion.py)
 
 
 def lexical_terms(query: str, limit: int = QUESTION_MAX_TERMS) -> list[str]:
@@ -86,14 +88,19 @@ def shorten_question(text: str, count_tokens: Callable[[str], int | None] | None
                  f"(at most {max_tokens} tokens are read)")
 
 
-def plan_question(query: str, translate: bool = True) -> QueryPlan:
-    """The question itself and, for a Chinese question, its English rendering."""
-    plan = QueryPlan(texts=[query], terms=lexical_terms(query))
-    if not has_cjk(query):
-        return plan
-    plan.is_chinese = True
-    if not translate:
-        return plan
+def plan_question(query: str, translate: bool = True, expand: bool = True) -> QueryPlan:
+    """The question itself and, for a Chinese question, its English rendering; with `expand`,
+    the other code words for the question's English words (expansion.py), kept apart from
+    its own terms because they count for less."""
+    plan = QueryPlan(texts=[query], terms=lexical_terms(query), is_chinese=has_cjk(query))
+    if plan.is_chinese and translate:
+        _add_translation(plan, query)
+    if expand:
+        plan.expansions = synonyms_of(plan.terms, QUESTION_MAX_TERMS)
+    return plan
+
+
+def _add_translation(plan: QueryPlan, query: str) -> None:
     from .phases import phase
     from .zh import translate as to_english
 
@@ -102,4 +109,3 @@ def plan_question(query: str, translate: bool = True) -> QueryPlan:
     if tr.english and tr.english != query:
         plan.texts.append(tr.english)
     plan.terms = list(dict.fromkeys(plan.terms + [t.lower() for t in tr.terms]))
-    return plan

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .text import CJK_CLASS
+
 RRF_K = 60
 
 _SECONDARY_DIRS = {"test", "tests", "__tests__", "testing", "spec", "specs", "testdata", "fixtures",
@@ -48,13 +50,62 @@ class RankWeights:
 
     semantic: float = 1.0
     translated: float = 1.0  # the English rendering of a Chinese question
-    lexical: float = 0.7
-    lexical_zh: float = 0.7
+    lexical: float = 1.1  # 0.7 before the full-text index stemmed words (store_migrations.m003)
+    lexical_zh: float = 1.1
     rrf_k: int = RRF_K
     secondary: float = 0.7  # factor on tests/vendored/generated code
     constructor: float = 0.85  # factor on constructors (they restate what their class holds)
     file_unit: float = 0.85  # factor on whole-file units (files without functions: enums, constants)
+    doc_sentence: float = 0.3  # added times doc_sentence_match (a question that restates a doc sentence)
     fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
+
+
+_MATCH_TOKEN = re.compile(rf"[a-z0-9]+|[{CJK_CLASS}]")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n\s*\n")
+DOC_MATCH_MIN_RUN = 3  # words in a row; fewer is what any two sentences about code share
+DOC_MATCH_MIN_SHARE = 0.5  # of the longer of question and sentence; less is a shared phrase, not a restatement
+
+
+def _match_tokens(text: str) -> list[str]:
+    return _MATCH_TOKEN.findall(text.lower())
+
+
+def _longest_run(a: list[str], b: list[str]) -> int:
+    """Length of the longest run of tokens that `a` and `b` share in the same order."""
+    best, prev = 0, [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                if cur[j] > best:
+                    best = cur[j]
+        prev = cur
+    return best
+
+
+def doc_sentence_match(question: str, doc: str, max_sentences: int = 8) -> float:
+    """How closely the question restates one sentence of a doc comment, 0..1.
+
+    People and agents paste a sentence they remember from the documentation ("Adds a log
+    record."); neighbouring functions often share most of its words ("Adds a log record at
+    the ALERT level."), so bag-of-words signals tie them. This scores the longest run of
+    words the question shares, in order, with one sentence, divided by the longer of the
+    two: 1.0 for the sentence itself, 0.5 for half of a sentence twice as long.
+    """
+    q = _match_tokens(question)
+    if len(q) < DOC_MATCH_MIN_RUN or not doc:
+        return 0.0
+    best = 0.0
+    for sentence in _SENTENCE_END.split(doc)[:max_sentences]:
+        s = _match_tokens(sentence)
+        if len(s) < DOC_MATCH_MIN_RUN:
+            continue
+        run = _longest_run(q, s)
+        share = run / max(len(q), len(s))
+        if run >= DOC_MATCH_MIN_RUN and share >= DOC_MATCH_MIN_SHARE:
+            best = max(best, share)
+    return best
 
 
 def candidate_pool(k: int) -> int:

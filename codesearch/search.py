@@ -20,10 +20,14 @@ from .errors import CorruptIndexError, NoIndexError
 from .pathmatch import PathFilter
 from .phases import phase
 from .question import QUESTION_MAX_TOKENS, QueryPlan, plan_question, shorten_question
-from .ranking import Calibration, RankWeights, calibrate, candidate_pool, demote, fuse, is_constructor
+from .ranking import (Calibration, RankWeights, calibrate, candidate_pool, demote, doc_sentence_match, fuse,
+                      is_constructor)
 from .store import Store
 
 SNIPPET_LINES = 12
+# what a synonym's BM25 counts for against the question's own words (docs/quality.md, the sweep)
+EXPANSION_WEIGHT = 0.5
+DOC_MATCH_POOL = 50  # candidates whose doc comments are compared with the question
 # questions no code answers, asked of each index once to find the cosine that means "nothing"
 # (ranking.Calibration.floor); kept apart from the nonsense that bench/threshold_data.py evaluates
 NULL_QUESTIONS = ("zorbly quaffen trinde", "a sunny afternoon at the beach", "my grandmother's apple pie",
@@ -96,9 +100,13 @@ class Searcher:
     """Search over one open index. `embedder_loader` is called the first time a question
     must be embedded (lexical-only searches never load a model)."""
 
-    def __init__(self, store: Store, embedder=None, embedder_loader=None, translate: bool = True):
+    def __init__(self, store: Store, embedder=None, embedder_loader=None, translate: bool = True,
+                 expand: bool = True, expansion_weight: float = EXPANSION_WEIGHT):
         self.store = store
         self.translate = translate
+        self.expand = expand
+        self.expansion_weight = expansion_weight
+        self.reranker = None  # a rerank.RemoteReranker: the second stage, when one is configured
         self._embedder = embedder
         self._loader = embedder_loader
         meta = store.get_meta("model")
@@ -203,8 +211,17 @@ class Searcher:
         rows = self.store.lexical_search(terms, limit)
         return [(uid, s) for uid, s in rows if allowed_units is None or uid in allowed_units][:n]
 
+    def lexical_scores(self, plan: QueryPlan) -> dict[int, float]:
+        """Every match's BM25 for the question's terms, plus `expansion_weight` times its BM25
+        for their synonyms (a unit found only through a synonym counts, for less)."""
+        scores = self.store.lexical_all(plan.terms)
+        if plan.expansions and self.expansion_weight > 0:
+            for uid, s in self.store.lexical_all(plan.expansions).items():
+                scores[uid] = scores.get(uid, 0.0) + self.expansion_weight * s
+        return scores
+
     def plan(self, query: str) -> QueryPlan:
-        return plan_question(query, self.translate)
+        return plan_question(query, self.translate, self.expand)
 
     def candidates(self, plan: QueryPlan, pool: int, mode: str, allowed: set[int] | None):
         """Best-first unit lists: one semantic list per query text, then the lexical list."""
@@ -215,7 +232,9 @@ class Searcher:
             with phase("embed question"):
                 vectors = embedder.embed_queries(plan.texts)
             sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
-        scores = self.store.lexical_all(plan.terms) if mode == "hybrid" and plan.terms else None
+        scores = None
+        if mode in ("lexical", "hybrid") and plan.terms and (mode == "hybrid" or plan.expansions):
+            scores = self.lexical_scores(plan)
         lex = self.lexical(plan.terms, pool, allowed, scores) if mode in ("lexical", "hybrid") else []
         if mode == "hybrid":
             sem_lists, lex = self.complete(vectors, sem_lists, lex, scores)
@@ -253,12 +272,24 @@ class Searcher:
         """Fuse the candidate lists into one best-first [(unit id, score)] list."""
         w = weights or RankWeights()
         ranked = fuse(sem_lists, lex, mode, plan.is_chinese, w)
+        if w.doc_sentence > 0 and ranked and mode != "lexical":
+            ranked = self.credit_doc_sentences(plan, ranked, w.doc_sentence)
         ranked = demote(ranked, self.secondary_units(), w.secondary)
         if w.constructor < 1.0 or w.file_unit < 1.0:
             ctors, files = self.unit_roles()
             ranked = demote(ranked, ctors, w.constructor)
             ranked = demote(ranked, files, w.file_unit)
         return ranked
+
+    def credit_doc_sentences(self, plan: QueryPlan, ranked, weight: float):
+        """Add `weight` x ranking.doc_sentence_match to the best DOC_MATCH_POOL candidates (a
+        restated doc sentence is also a strong lexical and semantic match, so its unit is
+        among them; reading and matching every candidate's doc comment cost 1.4 ms a question)."""
+        head, tail = ranked[:DOC_MATCH_POOL], ranked[DOC_MATCH_POOL:]
+        docs = self.store.docs_by_id([u for u, _ in head])
+        question = plan.texts[0]
+        head = [(u, s + weight * doc_sentence_match(question, docs[u])) if u in docs else (u, s) for u, s in head]
+        return sorted(head + tail, key=lambda x: -x[1])
 
     def unit_roles(self) -> tuple[set[int], set[int]]:
         """(constructors, whole-file units), read once per open index."""
@@ -287,18 +318,42 @@ class Searcher:
             return Answer([], notes)
         plan = self.plan(query)
         sem_lists, lex = self.candidates(plan, candidate_pool(k), mode, allowed)
-        ranked = self.rank(plan, sem_lists, lex, mode, weights)[:k]
+        ranked = self.rank(plan, sem_lists, lex, mode, weights)
+        reranked: dict[int, float] = {}
+        if self.reranker is not None and ranked:
+            ranked, reranked, note = self.rerank(query, ranked, k)
+            notes += [note] if note else []
+        ranked = ranked[:k]
         scored = calibrate(ranked, sem_lists, lex, mode, self.calibration(mode))
         sem_scores = dict(sem_lists[0]) if sem_lists else {}
         return Answer(self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked),
-                                lexical=dict(lex)), notes)
+                                lexical=dict(lex), reranked=reranked), notes)
+
+    def rerank(self, query: str, ranked, k: int):
+        """The first `reranker.top` candidates in the order the reranker gives them (rerank.py);
+        (ranked, unit id -> its score, a note). A reranker that fails leaves the order as it
+        was, with a note that says why: the first stage's answer is still an answer."""
+        from .rerank import RerankError, candidate_text, reorder
+
+        head, tail = ranked[: self.reranker.top], ranked[self.reranker.top:]
+        rows = self.store.units_by_id([u for u, _ in head])
+        head = [(u, s) for u, s in head if u in rows]  # (a unit deleted since: hits() would drop it too)
+        texts = [candidate_text(rows[u][1], rows[u][5], rows[u][8], rows[u][9], rows[u][10]) for u, _ in head]
+        try:
+            with phase("rerank"):
+                scores = self.reranker.scores(query, texts)
+        except RerankError as error:
+            return ranked, {}, f"{error}; results are in first-stage order"
+        return (reorder(head, scores) + tail,
+                {u: sc for (u, _), sc in zip(head, scores)}, None)
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", langs: list[str] | None = None,
                path_globs: list[str] | None = None, weights: RankWeights | None = None) -> list[Hit]:
         return self.answer(query, k, mode, langs, path_globs, weights).hits
 
     def hits(self, unit_ids: list[int], scores: dict[int, float], sem_scores: dict[int, float],
-             fused: dict[int, float] | None = None, lexical: dict[int, float] | None = None) -> list[Hit]:
+             fused: dict[int, float] | None = None, lexical: dict[int, float] | None = None,
+             reranked: dict[int, float] | None = None) -> list[Hit]:
         if not unit_ids:
             return []
         rows = self.store.units_by_id(unit_ids)
@@ -312,6 +367,6 @@ class Searcher:
                            language=r[6], kind=r[7], score=scores.get(uid, 0.0), snippet=snippet,
                            signature=r[8], doc=r[9], unit_id=uid,
                            why={"semantic": sem_scores.get(uid), "lexical": (lexical or {}).get(uid),
-                                "fused": (fused or {}).get(uid)}))
+                                "fused": (fused or {}).get(uid), "rerank": (reranked or {}).get(uid)}))
         return out
 

@@ -386,6 +386,14 @@ class Store:
         sql = "SELECT rowid, bm25(units_fts, ?, ?, ?, ?) FROM units_fts WHERE units_fts MATCH ?"
         return {uid: -s for uid, s in self.conn.execute(sql, (*BM25_WEIGHTS, fts_match(terms)))}
 
+    def docs_by_id(self, unit_ids: list[int]) -> dict[int, str]:
+        """id -> doc comment, for the units that have one."""
+        out = {}
+        for part in _chunks(list(unit_ids)):
+            q = "SELECT id, doc FROM units WHERE doc != '' AND id IN (%s)" % ",".join("?" * len(part))
+            out.update(self.conn.execute(q, part))
+        return out
+
     def units_by_id(self, unit_ids: list[int]) -> dict[int, tuple]:
         """id -> (id, path, start_line, end_line, name, qualname, language, kind, signature, doc, code)."""
         out = {}

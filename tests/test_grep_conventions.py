@@ -123,7 +123,10 @@ def test_paths_are_relative_to_the_current_folder_json_keeps_repository_paths(re
 def test_files_with_matches_lists_each_file_once_best_first(repo):
     r = cs("query", "-l", "-k", "6", "--threshold", "0", "retry", "a", "call", cwd=repo / "pkg")
     files = r.stdout.splitlines()
-    assert files[0] == "retry.py" and len(files) == len(set(files)) and "sub/retry.py" in files
+    assert len(files) == len(set(files)) and {"retry.py", "sub/retry.py"} <= set(files)
+    hits = json.loads(cs("query", "--json", "-k", "6", "--threshold", "0", "retry a call", cwd=repo / "pkg").stdout)
+    first_seen = list(dict.fromkeys(h["path"] for h in hits))  # repository paths, in rank order
+    assert [os.path.normpath("pkg/" + f) for f in files] == first_seen  # each file once, where its best hit ranks
     r2 = cs("query", "--files-with-matches", "-k", "6", "--threshold", "0", "retry a call", cwd=repo / "pkg")
     assert r2.stdout == r.stdout
 

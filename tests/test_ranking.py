@@ -5,9 +5,9 @@ import pytest
 from codesearch.embedders.local import load_local
 from codesearch.indexer import Indexer
 from codesearch.paths import index_dir_for
-from codesearch.question import lexical_terms
-from codesearch.ranking import (Calibration, RankWeights, calibrate, convex, demote, fuse, is_constructor,
-                                is_secondary_path, rrf)
+from codesearch.question import lexical_terms, plan_question
+from codesearch.ranking import (Calibration, RankWeights, calibrate, convex, demote, doc_sentence_match, fuse,
+                                is_constructor, is_secondary_path, rrf)
 from codesearch.search import Searcher
 from codesearch.store import Store
 
@@ -42,7 +42,8 @@ def test_calibration_is_absolute_where_fusion_is_relative():
     """Min-max fusion gives the best of a bad lot 1.0; calibration gives it what its cosine is worth."""
     weak = [[(1, 0.79), (2, 0.78), (3, 0.70)]]
     fused = fuse(weak, [(1, 0.0), (2, 0.0), (3, 0.0)], "hybrid", False)
-    assert fused[0][1] > 0.5
+    w = RankWeights()
+    assert fused[0][1] == pytest.approx(w.semantic / (w.semantic + w.lexical))  # the top of its list, whatever its cosine
     cal = calibrate(fused, weak, [], "hybrid", Calibration(floor=0.81))
     assert cal[0][1] < 0.2
     # the same cosine scores higher where this model's "nothing" sits lower (another model, another index)
@@ -87,6 +88,10 @@ FILES = {
                      '        self.radius = radius\n\n    def area(self):\n        """The area of the circle."""\n'
                      '        return 3.14159 * self.radius ** 2\n',
     "src/colors.py": 'RED = "#ff0000"\nGREEN = "#00ff00"\nBLUE = "#0000ff"  # the primary colours of a screen\n',
+    "src/records.py": 'def add_record(message):\n    """Adds a log record.\n\n    Every handler sees it."""\n'
+                      '    HANDLERS.append(message)\n\n\n'
+                      'def alert(message):\n    """Adds a log record at the ALERT level."""\n    add_record("ALERT " + message)\n',
+    "src/maps.py": 'def merge_maps(first, second):\n    out = dict(first)\n    out.update(second)\n    return out\n',
     "src/config.py": 'def parseConfig(text):\n    return dict(line.split("=", 1) for line in text.splitlines())\n\n\n'
                      'def load_settings(path):\n    """Read the settings file of the application."""\n'
                      '    return open(path).read()\n',
@@ -174,3 +179,58 @@ def test_one_bm25_pass_gives_what_the_two_queries_gave(searcher):
     every = store.lexical_all(plan.terms)
     assert {u: s for u, s in lex} == pytest.approx({u: every.get(u, 0.0) for u, _ in lex})
     assert any(u not in every for u, _ in lex)  # semantic-only candidates are scored 0, not dropped
+
+
+@pytest.mark.parametrize("question,doc,expected", [
+    ("Adds a log record.", "Adds a log record.\n\n@param int $level", 1.0),  # the sentence itself
+    ("Adds a log record.", "Adds a log record at the ALERT level.", 0.5),  # half of a sentence twice as long
+    ("adds a LOG record", "Adds a log record.", 1.0),  # case and punctuation do not matter
+    ("Convert Punycode to an Unicode `String`.", "Convert an Unicode `str` to Punycode.", 0.0),  # same words, no run
+    ("pick an encoder based on the client's header", "Picks the best encoder based on the request.", 0.0),
+    ("log record", "Adds a log record.", 0.0),  # too short to be a restatement
+    ("Adds a log record.", "", 0.0),
+    ("解析配置文件并返回字典", "解析配置文件并返回字典。", 1.0),  # Chinese doc comments: one token per character
+])
+def test_doc_sentence_match(question, doc, expected):
+    assert doc_sentence_match(question, doc) == pytest.approx(expected)
+
+
+def test_a_restated_doc_sentence_gets_its_credit(searcher):
+    """Its own sentence lifts add_record by the full weight, the neighbour that shares half of
+    its sentence by half of it; the neighbour no longer ties it."""
+    question = "Adds a log record."
+    with_credit = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8)}
+    without = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8, weights=RankWeights(doc_sentence=0))}
+    w = RankWeights().doc_sentence
+    assert w > 0
+    assert with_credit["add_record"] == pytest.approx(without["add_record"] + w)
+    assert with_credit["alert"] == pytest.approx(without["alert"] + 0.5 * w)
+    assert searcher.search(question, k=1)[0].qualname == "add_record"
+    # a paraphrase shares no run of words with any doc comment: no credit anywhere
+    para = {h.qualname: h.why["fused"] for h in searcher.search("average of a moving window", k=8)}
+    plain = {h.qualname: h.why["fused"] for h in searcher.search("average of a moving window", k=8,
+                                                                  weights=RankWeights(doc_sentence=0))}
+    assert para == pytest.approx(plain)
+
+
+def test_synonyms_are_expansions_not_terms():
+    plan = plan_question("combine the defaults with the options")
+    assert "merge" in plan.expansions and "config" in plan.expansions
+    assert "combine" in plan.terms and "combine" not in plan.expansions and "merge" not in plan.terms
+    assert plan_question("merging two lists").expansions[:3] == ["combine", "join", "concat"]  # "merging" -> merge
+    assert plan_question("combine the defaults", expand=False).expansions == []
+    assert "combine" in plan_question("合并两个字典").expansions  # through the English rendering ("merge")
+
+
+def test_a_synonym_finds_code_that_shares_no_word_with_the_question(searcher):
+    question = "combine two dictionaries"
+    found = [h.qualname for h in searcher.search(question, k=5, mode="lexical")]
+    assert found and found[0] == "merge_maps"
+    plain = Searcher(searcher.store, embedder=searcher.embedder, expand=False)
+    assert "merge_maps" not in [h.qualname for h in plain.search(question, k=5, mode="lexical")]
+    # a synonym's BM25 counts for EXPANSION_WEIGHT of the question's own words
+    plan = searcher.plan(question)
+    own = searcher.store.lexical_all(plan.terms)
+    uid = next(u for u, s in searcher.lexical_scores(plan).items() if u not in own)
+    assert searcher.lexical_scores(plan)[uid] == pytest.approx(
+        searcher.expansion_weight * searcher.store.lexical_all(plan.expansions)[uid])

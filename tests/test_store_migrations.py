@@ -73,13 +73,36 @@ def test_a_failed_migration_changes_nothing(tmp_path, monkeypatch):
         db.execute("ALTER TABLE units ADD COLUMN half_done INTEGER")
         raise RuntimeError("disk trouble")
     broken.__name__ = "m999_broken"
+    real = [m.__name__ for m in store_migrations.MIGRATIONS]
     monkeypatch.setattr(store_migrations, "MIGRATIONS", [*store_migrations.MIGRATIONS, broken])
     with pytest.raises(RuntimeError):
         Store(tmp_path / "idx").open()
     db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
     columns = [r[1] for r in db.execute("PRAGMA table_info(units)")]
     assert "half_done" not in columns and "secondary" in columns  # m002 kept, m999 rolled back
-    assert [r[0] for r in db.execute("SELECT name FROM _migrations")][-1] == "m002_secondary_flag"
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations")] == real  # every real step kept, m999 not
+
+
+def test_stemmed_full_text_keeps_every_row_and_meets_other_word_forms(tmp_path):
+    """m003 re-reads the full-text rows into a porter-stemmed table: "parsing" finds a unit that
+    says "parses", which the unstemmed table could not; the rows and their ids are unchanged."""
+    legacy_index(tmp_path / "idx", ["src/conf.py", "src/other.py"])
+    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
+               "(1, 'load_conf load conf', 'src/conf.py', 'Parses the configuration file.', 'pass')")
+    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
+               "(2, 'other', 'src/other.py', 'Something else.', 'pass')")
+    db.commit()
+    assert db.execute("SELECT rowid FROM units_fts WHERE units_fts MATCH 'parsing'").fetchall() == []
+    db.close()
+    store = Store(tmp_path / "idx").open()
+    try:
+        assert set(store.lexical_all(["parsing"])) == {1}
+        assert set(store.lexical_all(["configurations"])) == {1}
+        assert store.conn.execute("SELECT COUNT(*) FROM units_fts").fetchone()[0] == 2
+        assert store.integrity_problem() is None
+    finally:
+        store.close()
 
 
 def test_index_from_a_newer_codesearch_is_refused(tmp_path):
