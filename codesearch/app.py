@@ -8,6 +8,7 @@ and the benchmarks all come through here; nothing below imports a front end.
   a long-lived process (daemon, hook worker, MCP server) loads a model once.
 - `choose_api(settings, recorded)`: whether a server embeds (the `api_base` setting, else the
   endpoints the index recorded) and `load_for_serving` (what `codesearch serve` runs).
+- `choose_reranker(settings)`: the rerank server of the second stage, if one is set (rerank.py).
 - `index_repository(...)`: build or update the index.
 - `SearchSession`: an open index answering questions; reopens itself when the index changes.
 - `hit_excerpts(...)`, `hit_for_tools(...)`: the lines shown with hits (first lines, or context
@@ -123,6 +124,29 @@ def choose_api(settings: Settings, recorded: dict | None) -> ApiChoice | None:
         return ApiChoice(parse_bases(",".join(recorded["bases"]), "the index's recorded endpoints"),
                          settings.api_model or recorded.get("model"))
     return None
+
+
+NO_RERANK = "none"  # --rerank-api-base none: no second stage even where the config sets one
+
+
+def choose_reranker(settings: Settings):
+    """The rerank.RerankEndpoint the settings ask for (`rerank_api_base`, `rerank_model`), or None."""
+    if not settings.rerank_api_base or settings.rerank_api_base.strip().lower() == NO_RERANK:
+        return None
+    from .embedders.remote import parse_bases
+    from .rerank import RerankEndpoint, template_for
+    from .settings import rerank_api_key
+
+    where = "--rerank-api-base" if settings.sources.get("rerank_api_base") == "flag" else \
+        settings.sources.get("rerank_api_base", "rerank_api_base")
+    bases = parse_bases(settings.rerank_api_base, where)
+    if len(bases) > 1:
+        raise CodesearchError(f"{where}: give one reranker URL, not {len(bases)}")
+    if not settings.rerank_model:
+        raise CodesearchError(f"{where} needs the model to send: --rerank-model NAME "
+                              f"(or CODESEARCH_RERANK_MODEL), e.g. Qwen/Qwen3-Reranker-0.6B")
+    return RerankEndpoint(bases[0], settings.rerank_model, template_for(settings.rerank_template, settings.rerank_model),
+                          settings.rerank_top, rerank_api_key())
 
 
 def recorded_api(ws: "Workspace") -> dict | None:
@@ -289,6 +313,12 @@ class SearchSession:
         self.searcher = None
         self.api: ApiChoice | None = None
         self._version = None
+        self._reranker = None
+        endpoint = choose_reranker(ws.settings)  # a bad URL is an error before the first question
+        if endpoint is not None:
+            from .rerank import RemoteReranker
+
+            self._reranker = RemoteReranker(endpoint)
 
     def _index_version(self):
         """What changes when the index on disk changes: the ANN stamp and the database file
@@ -332,6 +362,7 @@ class SearchSession:
             self.api = choose_api(self.ws.settings, self.store.get_meta("api"))
         with phase("ann load"):
             self.searcher = Searcher(self.store, embedder_loader=lambda: self._embedder(recorded))
+        self.searcher.reranker = self._reranker
         self._version = (files, data)
 
     def _embedder(self, recorded: dict) -> Embedder:
@@ -374,6 +405,9 @@ class SearchSession:
 
     def close(self) -> None:
         self.close_index()
+        if self._reranker is not None:
+            self._reranker.close()
+            self._reranker = None
 
 
 def hit_for_tools(ws: Workspace, hit: dict) -> dict:

@@ -90,6 +90,16 @@ KEYS: tuple[Key, ...] = (
         "http://gpu-box:8765/v1); `local` embeds in-process. Default: the endpoints the index recorded"),
     Key("api_model", str, None, "CODESEARCH_API_MODEL", False,
         "Model name sent to the servers (default: the model's Hugging Face id)"),
+    Key("rerank_api_base", str, None, "CODESEARCH_RERANK_API_BASE", False,
+        "Rerank the best candidates on this server's rerank API (vLLM, Infinity, Jina/Cohere-style "
+        "POST {base}/rerank, e.g. http://gpu-box:8000/v1); `none` turns it off. Default: off"),
+    Key("rerank_model", str, None, "CODESEARCH_RERANK_MODEL", False,
+        "Model name sent to the reranker (required with rerank_api_base)"),
+    Key("rerank_top", int, 20, None, True, "How many of the best candidates the reranker reorders",
+        minimum=2, maximum=200),
+    Key("rerank_template", str, "auto", "CODESEARCH_RERANK_TEMPLATE", False,
+        "How question and candidate are written for the reranker: plain, or qwen3 (Qwen3-Reranker's chat "
+        "template); auto: qwen3 for a model named Qwen3-Reranker", choices=("auto", "plain", "qwen3")),
     Key("k", int, 10, None, True, "How many results a query shows", minimum=1),
     Key("mode", str, "hybrid", None, True, "Search mode", choices=("hybrid", "semantic", "lexical")),
     Key("translate", bool, True, None, True, "Also search with an English rendering of a Chinese question"),
@@ -130,6 +140,10 @@ class Settings:
     hook_sync_wait: float = 60.0
     api_base: str | None = None
     api_model: str | None = None
+    rerank_api_base: str | None = None
+    rerank_model: str | None = None
+    rerank_top: int = 20
+    rerank_template: str = "auto"
     k: int = 10
     mode: str = "hybrid"
     translate: bool = True
@@ -196,6 +210,16 @@ def api_key(environ=None) -> str | None:
         if env.get(name):
             return env[name]
     return None
+
+
+RERANK_KEY_VARIABLES = ("CODESEARCH_RERANK_API_KEY", *API_KEY_VARIABLES)
+
+
+def rerank_api_key(environ=None) -> str | None:
+    """The bearer key for the reranker (rerank.py): CODESEARCH_RERANK_API_KEY, else the
+    embedding servers' key. From the environment only, as `api_key`."""
+    env = os.environ if environ is None else environ
+    return next((env[name] for name in RERANK_KEY_VARIABLES if env.get(name)), None)
 
 
 def user_config_path(environ=None) -> Path:

@@ -38,3 +38,13 @@ def api_base_option(help: str = "Embed on OpenAI-compatible servers: URL[,URL...
 def api_model_option(help: str = "Model name sent to the servers (default: the model's Hugging Face id; "
                                  "env CODESEARCH_API_MODEL)."):
     return click.option("--api-model", default=None, metavar="NAME", help=help)
+
+
+def rerank_options(fn):
+    """--rerank-api-base and --rerank-model (settings rerank_api_base, rerank_model)."""
+    fn = click.option("--rerank-model", default=None, metavar="NAME",
+                      help="Model name sent to the reranker (env CODESEARCH_RERANK_MODEL).")(fn)
+    return click.option("--rerank-api-base", default=None, metavar="URL",
+                        help="Rerank the best candidates on this server's rerank API (vLLM, Infinity: POST "
+                             "{URL}/rerank; env CODESEARCH_RERANK_API_BASE; `none`: off). The key comes from "
+                             "CODESEARCH_RERANK_API_KEY, else CODESEARCH_API_KEY or OPENAI_API_KEY.")(fn)

@@ -16,7 +16,7 @@ import click
 from ..errors import CodesearchError
 from .errors import say_error
 from .options import api_base_option, api_model_option, device_option, index_dir_option, model_option, \
-    repo_option
+    repo_option, rerank_options
 
 
 def _question(words: tuple[str, ...]) -> str:
@@ -28,7 +28,8 @@ def _question(words: tuple[str, ...]) -> str:
 def _answer(ws, queries, model, one_off_api: bool = False) -> tuple[list[list[dict]], list[list[str]]]:
     """(hits, notes) per question: through the warm daemon when one serves this index, else
     in-process (then one is started, and says so). A daemon embeds through the endpoints its
-    own settings choose: a question with a one-off --api-base or --api-model is answered here."""
+    own settings choose: a question with a one-off --api-base, --api-model, --rerank-api-base or
+    --rerank-model is answered here."""
     from .. import daemon
     from ..app import SearchSession
 
@@ -87,10 +88,12 @@ def _answer(ws, queries, model, one_off_api: bool = False) -> tuple[list[list[di
 @api_base_option("Embed the question on these OpenAI-compatible servers (URL[,URL...]; `local`: on this machine) "
                  "instead of the ones the index recorded.")
 @api_model_option()
+@rerank_options
 @index_dir_option()
 @click.pass_context
 def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, context, after, before, repo, langs,
-          paths, mode, model, batch_file, no_snippet, translate, use_daemon, device, api_base, api_model, index_dir):
+          paths, mode, model, batch_file, no_snippet, translate, use_daemon, device, api_base, api_model,
+          rerank_api_base, rerank_model, index_dir):
     """Find the functions that answer QUESTION (English or Chinese; '-' reads it from stdin).
 
     \b
@@ -122,7 +125,7 @@ def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, c
         PathFilter(list(paths))  # a bad pattern is an error before anything loads
     ws = open_workspace(repo, warn=say_error, device=device, index_dir=index_dir, k=k, mode=mode,
                         translate=translate, daemon=use_daemon, threshold=threshold, api_base=api_base,
-                        api_model=api_model)
+                        api_model=api_model, rerank_api_base=rerank_api_base, rerank_model=rerank_model)
     ws.require_index()
     s = ws.settings
     texts = [text] if batch_file is None else [line.rstrip("\n") for line in batch_file if line.strip()]
@@ -130,7 +133,8 @@ def query(ctx, question, k, threshold, as_json, as_jsonl, vimgrep, files_only, c
     # tools asking for k hits get k (with their scores) unless a threshold was set on purpose
     cut = s.threshold if (not machine or "threshold" in s.sources) else 0.0
     queries = [Query(t, s.k, s.mode, list(langs), list(paths), s.translate, cut) for t in texts]
-    results, notes = _answer(ws, queries, model, one_off_api=api_base is not None or api_model is not None)
+    one_off = any(v is not None for v in (api_base, api_model, rerank_api_base, rerank_model))
+    results, notes = _answer(ws, queries, model, one_off_api=one_off)
     for line in dict.fromkeys(n for per_query in notes for n in per_query):
         say_error(f"note: {line}")  # e.g. that a long question was shortened
     found = any(results)
