@@ -101,10 +101,16 @@ def main() -> int:
     ap.add_argument("--only-repo", default="")
     ap.add_argument("--no-expand", action="store_true", help="no English query expansion (expansion.py)")
     ap.add_argument("--expansion-weight", type=float, default=None, help="search.EXPANSION_WEIGHT unless given")
+    ap.add_argument("--bm25-weights", default=None,
+                    help="names,path,doc,code column weights of BM25 (store.BM25_WEIGHTS unless given)")
     ap.add_argument("--vector-cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="JSON: figures and every question's rank per config")
     args = ap.parse_args()
 
+    if args.bm25_weights:
+        import codesearch.store as store_module
+
+        store_module.BM25_WEIGHTS = tuple(float(x) for x in args.bm25_weights.split(","))
     repos = json.loads((args.devset / "repos.json").read_text())
     queries = [json.loads(l) for l in (args.devset / "queries.jsonl").read_text().splitlines() if l.strip()]
     configs = [parse_config(c) for c in args.config] or [("default", RankWeights())]
