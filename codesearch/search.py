@@ -112,8 +112,8 @@ class Searcher:
         meta = store.get_meta("model")
         if not meta:
             if store.stats()["units"] == 0:  # the first `codesearch index` never finished
-                raise NoIndexError(f"the index at {store.dir} is not built yet (its first run did not finish); "
-                                   f"run `codesearch index` to complete it")
+                raise NoIndexError(f"the index at {store.dir} holds nothing yet (its first `codesearch index` did "
+                                   f"not finish, or found no source files); run `codesearch index` again")
             raise CorruptIndexError("the index has no model record; run `codesearch index --rebuild`")
         self.model_meta = meta
         self.ann = AnnIndex(store.dir, meta["dim"])

@@ -96,6 +96,10 @@ def test_user_mistakes_give_one_line(tmp_path, args, fragment, code):
 def test_empty_repository(tmp_path, e5_spec):
     r = CliRunner().invoke(main, ["index", str(tmp_path), "--model", "e5-small"])
     assert r.exit_code == 2 and "no source files" in r.output
+    # a query after it says why the index is empty, and how to fill it: one line, exit 2
+    r = CliRunner().invoke(main, ["query", "--repo", str(tmp_path), "--no-daemon", "anything"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "found no source files" in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_wrong_model_at_query_time_is_refused(indexed, qwen_folder):
