@@ -98,6 +98,8 @@ class RemoteReranker:
         """One relevance score per document, in the documents' order (higher: more relevant)."""
         import httpx
 
+        from .embedders.remote import error_reason, server_message
+
         if not documents:
             return []
         ep = self.endpoint
@@ -108,28 +110,15 @@ class RemoteReranker:
         try:
             response = self._client.post(url, json=body)
         except httpx.HTTPError as error:
-            reason = "connection refused" if "refused" in str(error).lower() else (str(error) or type(error).__name__)
-            raise RerankError(f"the reranker at {ep.base} did not answer ({reason.splitlines()[0][:120]})") from None
+            raise RerankError(f"the reranker at {ep.base} did not answer ({error_reason(error)})") from None
         if response.status_code != 200:
+            said = server_message(response)
             raise RerankError(f"the reranker at {ep.base} refused the request (HTTP {response.status_code}"
-                              f"{': ' + _message(response) if _message(response) else ''})")
+                              f"{': ' + said if said else ''})")
         return _read_scores(ep.base, response, len(documents))
 
     def close(self) -> None:
         self._client.close()
-
-
-def _message(response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:200]
-    if isinstance(body, dict):
-        err = body.get("error", body.get("detail", body.get("message", "")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        return " ".join(str(err).split())[:200]
-    return ""
 
 
 def _read_scores(base: str, response, n: int) -> list[float]:

@@ -143,8 +143,8 @@ class _TooLarge(Exception):
     """The server takes fewer inputs (or bytes) per request than we sent."""
 
 
-def _server_message(response) -> str:
-    """The error text of an answer, whatever the server's shape ({"error": {"message"}} from
+def server_message(response) -> str:
+    """(Also rerank.py's.) The error text of an answer, whatever the server's shape ({"error": {"message"}} from
     OpenAI and vLLM, {"error": "..."} from TEI, {"detail": ...} from FastAPI servers)."""
     try:
         body = response.json()
@@ -377,18 +377,18 @@ class RemoteEmbedder(Embedder):
         except httpx.TimeoutException as error:
             raise _Retry(f"no answer in time ({type(error).__name__})") from None
         except httpx.ConnectError as error:
-            raise _Retry(f"cannot connect ({_reason(error)})", down=True) from None
+            raise _Retry(f"cannot connect ({error_reason(error)})", down=True) from None
         except httpx.TransportError as error:  # reset, closed mid-answer: the server died or restarted
-            raise _Retry(f"connection lost ({_reason(error)})", down=True) from None
+            raise _Retry(f"connection lost ({error_reason(error)})", down=True) from None
         status = response.status_code
         if status in RETRY_STATUS or status >= 500:
             after = response.headers.get("retry-after", "")
             wait_s = float(after) if after.replace(".", "", 1).isdigit() else None
-            raise _Retry(f"HTTP {status} {_server_message(response)}".strip(), wait_s=wait_s)
+            raise _Retry(f"HTTP {status} {server_message(response)}".strip(), wait_s=wait_s)
         if status == 413:
-            raise _TooLarge(_server_message(response) or "HTTP 413")
+            raise _TooLarge(server_message(response) or "HTTP 413")
         if status != 200:
-            message = _server_message(response)
+            message = server_message(response)
             lowered = message.lower()
             if status in (400, 422) and ("batch" in lowered and ("size" in lowered or "large" in lowered)):
                 raise _TooLarge(message)
@@ -440,7 +440,8 @@ def estimate_tokens(text: str) -> int:
     return max(1, int(len(text.encode("utf-8")) / BYTES_PER_TOKEN)) + 2
 
 
-def _reason(error) -> str:
+def error_reason(error) -> str:
+    """A connection error in a few words (also rerank.py's)."""
     text = str(error).strip()
     if "refused" in text.lower():
         return "connection refused"
