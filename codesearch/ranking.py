@@ -99,7 +99,9 @@ def doc_sentence_match(question: str, doc: str, max_sentences: int = 8) -> float
     best = 0.0
     for sentence in _SENTENCE_END.split(doc)[:max_sentences]:
         s = _match_tokens(sentence)
-        if len(s) < DOC_MATCH_MIN_RUN:
+        # the run is at most the shorter of the two, so a share of 0.5 needs lengths within 2x:
+        # a long pasted question skips the comparison instead of paying len(q) x len(s) for it
+        if len(s) < DOC_MATCH_MIN_RUN or not len(q) / 2 <= len(s) <= 2 * len(q):
             continue
         run = _longest_run(q, s)
         share = run / max(len(q), len(s))
