@@ -272,8 +272,11 @@ class Searcher:
         """Fuse the candidate lists into one best-first [(unit id, score)] list."""
         w = weights or RankWeights()
         ranked = fuse(sem_lists, lex, mode, plan.is_chinese, w)
-        if w.doc_sentence > 0 and ranked and mode != "lexical":
-            ranked = self.credit_doc_sentences(plan, ranked, w.doc_sentence)
+        if w.doc_sentence > 0 and ranked and ranked[0][1] > 0:
+            # fused scores lie in 0..1; lexical mode ranks by raw BM25, so its credit is a
+            # share of the best score instead
+            scale = 1.0 if mode != "lexical" else ranked[0][1]
+            ranked = self.credit_doc_sentences(plan, ranked, w.doc_sentence * scale)
         ranked = demote(ranked, self.secondary_units(), w.secondary)
         if w.constructor < 1.0 or w.file_unit < 1.0:
             ctors, files = self.unit_roles()

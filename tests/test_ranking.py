@@ -206,6 +206,13 @@ def test_a_restated_doc_sentence_gets_its_credit(searcher):
     assert with_credit["add_record"] == pytest.approx(without["add_record"] + w)
     assert with_credit["alert"] == pytest.approx(without["alert"] + 0.5 * w)
     assert searcher.search(question, k=1)[0].qualname == "add_record"
+    # lexical mode ranks by raw BM25: the credit is the same share of its best score
+    lex = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8, mode="lexical")}
+    lex0 = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8, mode="lexical",
+                                                                 weights=RankWeights(doc_sentence=0))}
+    best = max(lex0.values())
+    assert lex["add_record"] == pytest.approx(lex0["add_record"] + w * best)
+    assert lex["alert"] == pytest.approx(lex0["alert"] + 0.5 * w * best)
     # a paraphrase shares no run of words with any doc comment: no credit anywhere
     para = {h.qualname: h.why["fused"] for h in searcher.search("average of a moving window", k=8)}
     plain = {h.qualname: h.why["fused"] for h in searcher.search("average of a moving window", k=8,
