@@ -104,8 +104,8 @@ class RemoteReranker:
             return []
         ep = self.endpoint
         pairs = [format_pair(ep.template, question, d) for d in documents]
-        body = {"model": ep.model, "query": pairs[0][0], "documents": [d for _, d in pairs],
-                "return_documents": False}
+        # only the fields every server of this API knows (vLLM warns about others)
+        body = {"model": ep.model, "query": pairs[0][0], "documents": [d for _, d in pairs]}
         url = f"{ep.base}/rerank"
         try:
             response = self._client.post(url, json=body)
