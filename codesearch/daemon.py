@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 from .errors import CodesearchError, CorruptIndexError, user_error
-from .fsutil import FileLock, UnsafeFolderError, private_folder
+from .fsutil import FileLock, UnsafeFolderError, private_folder, terminate
 
 SOCKET_NAME = "daemon.sock"
 LOCK_NAME = "daemon.lock"
@@ -178,14 +177,7 @@ def stop(index_dir: Path) -> bool:
     reply = request(index_dir, {"op": "stop"}, timeout=5)
     if reply and reply.get("ok"):
         return True
-    pid = loading_pid(index_dir)
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return False
-    return True
+    return terminate(loading_pid(index_dir))
 
 
 # -- server --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Imports only the standard library, filelock and errors.py: the git hook imports 
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import tempfile
 from pathlib import Path
@@ -131,6 +132,18 @@ class FileLock:
 
 class UnsafeFolderError(CodesearchError):
     """A folder that should be this user's alone is not (another owner, a symlink, open modes)."""
+
+
+def terminate(pid: int | None) -> bool:
+    """Ask process `pid` to end (SIGTERM); False when there is none or it cannot be signalled
+    (gone already, or another user's). The daemon's `stop` and the hooks' `stop_worker` use it."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return False
+    return True
 
 
 def private_folder(path: Path) -> Path:

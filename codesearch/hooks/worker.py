@@ -19,13 +19,13 @@ content, which is the staged content unless part of a file was left unstaged.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ..errors import IndexBusyError
+from ..fsutil import terminate
 from .events import changed_paths, git_config
 from ..paths import INDEX_DB
 from .queue import Batch, drain, drainer_pid, drainer_running, enqueue, pending, work_left
@@ -257,13 +257,7 @@ def stop_worker(index_dir: Path) -> int | None:
     if not drainer_running(index_dir):
         return None
     pid = drainer_pid(index_dir)
-    if pid is None:
-        return None
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return None
-    return pid
+    return pid if terminate(pid) else None
 
 
 def wait_for_worker(ws, proc: subprocess.Popen | None, since: float,
