@@ -324,7 +324,7 @@ class Searcher:
         ranked = self.rank(plan, sem_lists, lex, mode, weights)
         reranked: dict[int, float] = {}
         if self.reranker is not None and ranked:
-            ranked, reranked, note = self.rerank(query, ranked, k)
+            ranked, reranked, note = self.rerank(query, ranked)
             notes += [note] if note else []
         ranked = ranked[:k]
         scored = calibrate(ranked, sem_lists, lex, mode, self.calibration(mode))
@@ -332,7 +332,7 @@ class Searcher:
         return Answer(self.hits([u for u, _ in scored], dict(scored), sem_scores, fused=dict(ranked),
                                 lexical=dict(lex), reranked=reranked), notes)
 
-    def rerank(self, query: str, ranked, k: int):
+    def rerank(self, query: str, ranked):
         """The first `reranker.top` candidates in the order the reranker gives them (rerank.py);
         (ranked, unit id -> its score, a note). A reranker that fails leaves the order as it
         was, with a note that says why: the first stage's answer is still an answer."""
