@@ -152,7 +152,7 @@ def test_glossary_file_is_well_formed():
     keys = [line.split("\t")[0] for line in lines]
     assert all(line.count("\t") == 1 for line in lines)
     assert len(keys) == len(set(keys)), "duplicate glossary entries"
-    assert 250 <= len(keys) <= 400
+    assert 250 <= len(keys) <= 1000  # a glossary of programming words, not a dictionary (CC-CEDICT is that)
     gloss = zh.load_glossary()
     assert len(gloss) == len(keys)
     for word, alts in gloss.items():
@@ -168,6 +168,23 @@ def test_glossary_beats_cedict_where_they_differ():
     assert dict(tr.segments)["解析"] == ["parse"]      # ... loses to the programming one
     assert dict(tr.segments)["指数"][0] == "exponential"
     assert "analyze" not in tr.terms and "index" not in tr.terms
+
+
+def test_everyday_senses_of_code_words_lose_to_the_programming_ones():
+    cedict = zh.get_cedict()
+    # CC-CEDICT's first senses, which used to reach the English rendering
+    assert (cedict.words["合法"][0], cedict.words["块"][0], cedict.words["指定"][0]) == ("lawful", "lump", "appoint")
+    tr = zh.translate("检测数据块里的非法字节，跳过指定的条目")
+    seg = dict(tr.segments)
+    assert (seg["数据块"][0], seg["非法"][0], seg["跳过"], seg["指定"][0]) == ("data", "invalid", ["skip"], "specified")
+    assert not {"lawful", "lump", "appoint", "jump"} & set(tr.terms)
+
+
+def test_classifiers_and_complements_carry_no_english():
+    tr = zh.translate("先把日志缓存起来，再写入一条记录")
+    assert dict(tr.segments)["起来"] == [] and ("条", []) in tr.segments
+    assert "stand" not in tr.terms and "strip" not in tr.terms
+    assert tr.english == "first log cache write record"
 
 
 def test_glossary_words_segment_as_units():
