@@ -1,11 +1,15 @@
-"""Measure second-stage levers that were tried and not shipped, on the development benchmark.
+"""Measure ranking levers that were tried and not shipped, on the development benchmark.
 
-Each probe re-scores the first stage's best candidates (Searcher.rank's output) and then runs
-bench/devset_eval.py unchanged, so its rows compare with that script's rows of the same run:
+Each probe patches one step of Searcher (re-scoring the best candidates of Searcher.rank, or
+changing the question's texts or vector before retrieval) and then runs bench/devset_eval.py
+unchanged, so its rows compare with that script's rows of the same run:
 
-    python bench/probe_second_stage.py maxsim --weight 0.2 --pool 20 -- \\
+    python bench/probe_levers.py maxsim --weight 0.2 --pool 20 -- \\
         --devset ../shared/devset --repos DEV_REPOS --index-root IDX --per-language --out r.json
-    python bench/probe_second_stage.py coverage --weight 0.1 --pool 30 --columns code -- ...
+    python bench/probe_levers.py coverage --weight 0.1 --pool 30 --columns code -- ...
+    python bench/probe_levers.py length --weight 0.02 --pool 50 -- ...
+    python bench/probe_levers.py rocchio --weight 0.2 --pool 3 -- ...
+    python bench/probe_levers.py keywords -- ... --config t1=translated:1.0
 
 - `maxsim`: late interaction (ColBERT's MaxSim: each question token's best cosine over the
   unit's tokens, averaged) over multilingual-e5-small's token vectors, from the converted
@@ -16,15 +20,23 @@ bench/devset_eval.py unchanged, so its rows compare with that script's rows of t
 - `coverage`: the share of the question's terms that a unit contains at all (Lucene's
   classic `coord` factor), with FTS5's own porter tokenizer over the unit's full-text columns
   (an in-memory table of the pool's rows), added as `weight` x that share.
+- `length`: a size prior, `weight` x log2(lines / 16) (lines capped at 200) added to the best
+  `pool` candidates.
+- `rocchio`: pseudo-relevance feedback: the question vector plus `weight` x the mean vector of
+  the best `pool` units (their first piece), normalised, and retrieval run again.
+- `keywords`: an English question's content words (stopwords dropped) embedded as a second
+  query text, weighted as a Chinese question's English rendering (RankWeights.translated).
 
-Results are in docs/quality.md ("Tried in the third session").
+Results are in docs/quality.md ("The second step, third session").
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import math
 import os
+import re
 import pickle
 import runpy
 import sqlite3
@@ -119,32 +131,84 @@ class Coverage:
         return [counts[u] / len(terms) for u in unit_ids]
 
 
+def patch_rank(args) -> None:
+    probe = MaxSim(args.cache) if args.probe == "maxsim" else Coverage(args.columns) if args.probe == "coverage" else None
+    first_stage = search_module.Searcher.rank
+    lines: dict[str, dict[int, int]] = {}
+
+    def rank(self, plan, sem_lists, lex, mode, weights=None):
+        ranked = first_stage(self, plan, sem_lists, lex, mode, weights)
+        if not ranked or args.weight == 0:
+            return ranked
+        ids = [u for u, _ in ranked[:args.pool]]
+        if args.probe == "maxsim":
+            extra = probe.scores(self, plan.texts[0], ids)
+        elif args.probe == "coverage":
+            extra = probe.scores(self, plan.terms, ids)
+        else:
+            key = str(self.store.dir)
+            if key not in lines:
+                lines[key] = {u: e - s + 1 for u, s, e in self.store.conn.execute(
+                    "SELECT id, start_line, end_line FROM units")}
+            extra = [math.log2(min(lines[key].get(u, 1), 200) / 16) for u in ids]
+        return rescore(ranked, args.pool, extra, args.weight, normalise=args.probe == "maxsim")
+
+    search_module.Searcher.rank = rank
+
+
+def patch_rocchio(args) -> None:
+    from codesearch.ranking import RankWeights
+
+    first_stage = search_module.Searcher.candidates
+
+    def candidates(self, plan, pool, mode, allowed):
+        sem, lex = first_stage(self, plan, pool, mode, allowed)
+        if mode != "hybrid" or args.weight <= 0:
+            return sem, lex
+        best = self.rank(plan, sem, lex, mode, RankWeights())[:args.pool]
+        pieces = self.unit_chunks()
+        _, mat = self.store.vectors_for_chunks([c for u, _ in best for c in pieces.get(u, ())[:1]])
+        moved = self.embedder.embed_queries(plan.texts) + args.weight * mat.mean(axis=0)
+        moved = (moved / np.linalg.norm(moved, axis=1, keepdims=True)).astype(np.float32)
+        sem = [self.semantic(v.reshape(1, -1), pool, allowed) for v in moved]
+        return self.complete(moved, sem, lex, self.lexical_scores(plan) if plan.terms else None)
+
+    search_module.Searcher.candidates = candidates
+
+
+def patch_keywords() -> None:
+    from codesearch.question import STOPWORDS
+
+    first_plan = search_module.Searcher.plan
+
+    def plan(self, query):
+        p = first_plan(self, query)
+        if not p.is_chinese:
+            words = " ".join(w for w in re.findall(r"[A-Za-z0-9_][\w.\-]*", query) if w.lower() not in STOPWORDS)
+            if words and words != query:
+                p.texts.append(words)
+        return p
+
+    search_module.Searcher.plan = plan
+
+
 def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     ap = argparse.ArgumentParser()
-    ap.add_argument("probe", choices=("maxsim", "coverage"))
+    ap.add_argument("probe", choices=("maxsim", "coverage", "length", "rocchio", "keywords"))
     ap.add_argument("--weight", type=float, default=0.2)
     ap.add_argument("--pool", type=int, default=20)
     ap.add_argument("--columns", default="names,doc,code", help="coverage: full-text columns read")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/codesearch-maxsim-tokens.pkl"),
                     help="maxsim: token vectors kept between runs")
     args = ap.parse_args(argv[:split])
-    probe = MaxSim(args.cache) if args.probe == "maxsim" else Coverage(args.columns)
-    first_stage = search_module.Searcher.rank
-
-    def rank(self, plan, sem_lists, lex, mode, weights=None):
-        ranked = first_stage(self, plan, sem_lists, lex, mode, weights)
-        if not ranked or args.weight <= 0:
-            return ranked
-        ids = [u for u, _ in ranked[:args.pool]]
-        if args.probe == "maxsim":
-            extra = probe.scores(self, plan.texts[0], ids)
-        else:
-            extra = probe.scores(self, plan.terms, ids)
-        return rescore(ranked, args.pool, extra, args.weight, normalise=args.probe == "maxsim")
-
-    search_module.Searcher.rank = rank
+    if args.probe in ("maxsim", "coverage", "length"):
+        patch_rank(args)
+    elif args.probe == "rocchio":
+        patch_rocchio(args)
+    else:
+        patch_keywords()
     sys.argv = ["devset_eval.py", *argv[split + 1:]]
     runpy.run_path(str(ROOT / "bench" / "devset_eval.py"), run_name="__main__")
     return 0
