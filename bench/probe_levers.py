@@ -10,6 +10,7 @@ unchanged, so its rows compare with that script's rows of the same run:
     python bench/probe_levers.py length --weight 0.02 --pool 50 -- ...
     python bench/probe_levers.py rocchio --weight 0.2 --pool 3 -- ...
     python bench/probe_levers.py keywords -- ... --config t1=translated:1.0
+    python bench/probe_levers.py unit-text --form namewords --pool 30 -- ...   # and --form same
 
 - `maxsim`: late interaction (ColBERT's MaxSim: each question token's best cosine over the
   unit's tokens, averaged) over multilingual-e5-small's token vectors, from the converted
@@ -26,6 +27,11 @@ unchanged, so its rows compare with that script's rows of the same run:
   the best `pool` units (their first piece), normalised, and retrieval run again.
 - `keywords`: an English question's content words (stopwords dropped) embedded as a second
   query text, weighted as a Chinese question's English rendering (RankWeights.translated).
+- `unit-text`: another embedded text for units, without re-indexing: the best `pool` units
+  of each ranking are embedded again (now, with the index's own embedder) in form `namewords`
+  (the name's words after the qualified name: "ReadJson (read json)") or `same` (the index's
+  own text: the baseline of the same procedure), their semantic scores replaced and the lists
+  fused again. About 15 minutes a run on 2 cores.
 
 Results are in docs/quality.md ("The second step, third session").
 """
@@ -192,11 +198,59 @@ def patch_keywords() -> None:
     search_module.Searcher.plan = plan
 
 
+def patch_unit_text(args) -> None:
+    from codesearch import chunking
+    from codesearch.extract import Unit
+    from codesearch.text import split_identifier
+
+    index_header = chunking.header
+
+    def header(unit):
+        if args.form == "same" or unit.kind == "file":
+            return index_header(unit)
+        words = " ".join(split_identifier(unit.name))
+        first = f"{unit.path} {unit.qualname}" + (f" ({words})" if words.lower() != unit.name.lower() else "")
+        return "\n".join([first, unit.doc[:600]] if unit.doc else [first])
+
+    chunking.header = header
+    vectors: dict[tuple, np.ndarray] = {}
+    first_stage = search_module.Searcher.rank
+
+    def rank(self, plan, sem_lists, lex, mode, weights=None):
+        ranked = first_stage(self, plan, sem_lists, lex, mode, weights)
+        if mode != "hybrid" or not ranked:
+            return ranked
+        top = [u for u, _ in ranked[:args.pool]]
+        rows = self.store.units_by_id(top)
+        keys, texts, owners = [], [], []
+        for u in top:
+            _, path, start, end, name, qualname, language, kind, signature, doc, code = rows[u]
+            unit = Unit(path, language, kind, name, qualname, start, end, signature, doc, code)
+            for i, text in enumerate(chunking.unit_pieces(unit)):
+                keys.append((str(self.store.dir), u, i)), texts.append(text), owners.append(u)
+        todo = [(k, t) for k, t in zip(keys, texts) if k not in vectors]
+        if todo:
+            inner = getattr(self.embedder, "inner", self.embedder)
+            for (k, _), v in zip(todo, inner.embed_documents([t for _, t in todo])):
+                vectors[k] = np.asarray(v, dtype=np.float32)
+        questions = self.embedder.embed_queries(plan.texts)
+        lists = []
+        for q, items in zip(questions, sem_lists):
+            best: dict[int, float] = {}
+            for u, k in zip(owners, keys):
+                best[u] = max(best.get(u, -2.0), float(vectors[k] @ q))
+            lists.append(sorted(((u, best.get(u, s)) for u, s in items), key=lambda x: -x[1]))
+        return first_stage(self, plan, lists, lex, mode, weights)
+
+    search_module.Searcher.rank = rank
+
+
 def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     ap = argparse.ArgumentParser()
-    ap.add_argument("probe", choices=("maxsim", "coverage", "length", "rocchio", "keywords"))
+    ap.add_argument("probe", choices=("maxsim", "coverage", "length", "rocchio", "keywords", "unit-text"))
+    ap.add_argument("--form", choices=("same", "namewords"), default="same", help="unit-text: the text embedded")
     ap.add_argument("--weight", type=float, default=0.2)
     ap.add_argument("--pool", type=int, default=20)
     ap.add_argument("--columns", default="names,doc,code", help="coverage: full-text columns read")
@@ -207,6 +261,8 @@ def main() -> int:
         patch_rank(args)
     elif args.probe == "rocchio":
         patch_rocchio(args)
+    elif args.probe == "unit-text":
+        patch_unit_text(args)
     else:
         patch_keywords()
     sys.argv = ["devset_eval.py", *argv[split + 1:]]
