@@ -58,6 +58,14 @@ from codesearch import search as search_module  # noqa: E402
 from codesearch.store import fts_match  # noqa: E402
 
 
+def unit_of(row):
+    """A units_by_id row as the extractor's Unit, for chunking's own texts."""
+    from codesearch.extract import Unit
+
+    _, path, start, end, name, qualname, language, kind, signature, doc, code = row
+    return Unit(path, language, kind, name, qualname, start, end, signature, doc, code)
+
+
 def rescore(ranked, pool: int, extra: list[float], weight: float, normalise: bool):
     head, tail = ranked[:pool], ranked[pool:]
     if normalise and extra:
@@ -79,7 +87,6 @@ class MaxSim:
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).eval()
-        self.cache_path = cache
         self.cache = pickle.loads(cache.read_bytes()) if cache.exists() else {}
         atexit.register(lambda: cache.write_bytes(pickle.dumps(self.cache)))
 
@@ -103,12 +110,10 @@ class MaxSim:
         return [self.cache[k] for k, _ in keyed]
 
     def scores(self, searcher, question: str, unit_ids: list[int]) -> list[float]:
+        from codesearch.chunking import unit_pieces
+
         rows = searcher.store.units_by_id(unit_ids)
-        keyed = []
-        for u in unit_ids:
-            _, path, _, _, _, qualname, _, kind, _, doc, code = rows[u]
-            text = f"{path} {qualname if kind != 'file' else path}\n" + (doc[:600] + "\n" if doc else "") + code
-            keyed.append(((str(searcher.store.dir), u), "passage: " + text[:1500]))
+        keyed = [((str(searcher.store.dir), u), "passage: " + unit_pieces(unit_of(rows[u]))[0]) for u in unit_ids]
         docs = self.vectors(keyed)
         q = self.vectors([(("question", question), "query: " + question)])[0].astype(np.float32)
         return [float((q @ d.astype(np.float32).T).max(axis=1).mean()) for d in docs]
@@ -200,7 +205,6 @@ def patch_keywords() -> None:
 
 def patch_unit_text(args) -> None:
     from codesearch import chunking
-    from codesearch.extract import Unit
     from codesearch.text import split_identifier
 
     index_header = chunking.header
@@ -224,9 +228,7 @@ def patch_unit_text(args) -> None:
         rows = self.store.units_by_id(top)
         keys, texts, owners = [], [], []
         for u in top:
-            _, path, start, end, name, qualname, language, kind, signature, doc, code = rows[u]
-            unit = Unit(path, language, kind, name, qualname, start, end, signature, doc, code)
-            for i, text in enumerate(chunking.unit_pieces(unit)):
+            for i, text in enumerate(chunking.unit_pieces(unit_of(rows[u]))):
                 keys.append((str(self.store.dir), u, i)), texts.append(text), owners.append(u)
         todo = [(k, t) for k, t in zip(keys, texts) if k not in vectors]
         if todo:
