@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from .extract import Unit
-from .text import identifier_words, split_identifier
+from .text import cjk_bigrams, identifier_words, split_identifier
 
 MAX_CHARS = 1500  # about 400-500 tokens of code for the XLM-R and Qwen tokenizers
 OVERLAP_LINES = 4
@@ -86,12 +86,13 @@ def text_hash(text: str) -> str:
 
 
 def lexical_fields(unit: Unit) -> tuple[str, str, str, str]:
-    """(names, path, doc, code) columns of the full-text index."""
+    """(names, path, doc, code) columns of the full-text index; Chinese as character pairs
+    (text.cjk_bigrams), as question.lexical_terms cuts a question."""
     names = f"{unit.name} {unit.qualname} {' '.join(split_identifier(unit.name))} " \
             f"{identifier_words(unit.qualname)}"
     path = f"{unit.path} {identifier_words(unit.path)} {' '.join(re.split(r'[/._-]', unit.path))}"
     code = f"{unit.code} {identifier_words(unit.code)}"
-    return names, path, unit.doc, code
+    return cjk_bigrams(names), cjk_bigrams(path), cjk_bigrams(unit.doc), cjk_bigrams(code)
 
 
 @dataclass

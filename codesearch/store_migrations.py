@@ -81,6 +81,20 @@ def m003_stemmed_full_text(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE units_fts_stemmed RENAME TO units_fts")
 
 
+@migration
+def m004_chinese_character_pairs(db: sqlite3.Connection) -> None:
+    """Chinese text in the full-text index as overlapping character pairs (text.cjk_bigrams):
+    unicode61 kept a whole Chinese clause as one token, so a Chinese question never matched
+    a Chinese comment word for word. Only rows with CJK text are rewritten, from their own
+    stored text (a second application changes nothing: a pair is its own only pair)."""
+    from .text import cjk_bigrams, has_cjk
+
+    rows = [row for row in db.execute("SELECT rowid, names, path, doc, code FROM units_fts")
+            if any(has_cjk(col) for col in row[1:])]
+    db.executemany("UPDATE units_fts SET names = ?, path = ?, doc = ?, code = ? WHERE rowid = ?",
+                   [(*(cjk_bigrams(col) for col in row[1:]), row[0]) for row in rows])
+
+
 def applied(db: sqlite3.Connection) -> list[str]:
     has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
     if not has_table:

@@ -93,6 +93,24 @@ def test_user_mistakes_give_one_line(tmp_path, args, fragment, code):
     assert fragment in r.output and "Traceback" not in r.output
 
 
+CHINESE_COMMENTS = {"tools.py": (
+    'def f1(data):\n    """计算数据的校验和，用于检测传输错误。"""\n    return sum(data) & 0xFFFF\n\n\n'
+    'def f2(text):\n    """解析配置文件，把每一行的键值对放进字典。"""\n    return dict(l.split("=", 1) for l in text.splitlines())\n\n\n'
+    'def f3(fn):\n    """调用函数失败时按指数退避重试，最多重试三次。"""\n    return fn()\n')}
+
+
+@pytest.mark.parametrize("question, name", [("校验和", "f1"), ("键值对放进字典", "f2"), ("指数退避", "f3")])
+def test_chinese_questions_meet_chinese_comments_word_for_word(make_git_repo, e5_spec, question, name):
+    """Lexical mode, no translation: only the Chinese words themselves can match (as character
+    pairs); before, each comment was one token and none of these questions found anything."""
+    repo = make_git_repo(CHINESE_COMMENTS)
+    assert cli("index", str(repo), "--model", "e5-small", "-q").exit_code == 0
+    r = cli("query", "--json", "--mode", "lexical", "--no-translate", "--threshold", "0", "--no-daemon",
+            "--repo", str(repo), question)
+    hits = json.loads(r.output)
+    assert hits and hits[0]["name"] == name, r.output
+
+
 def test_empty_repository(tmp_path, e5_spec):
     r = CliRunner().invoke(main, ["index", str(tmp_path), "--model", "e5-small"])
     assert r.exit_code == 2 and "no source files" in r.output

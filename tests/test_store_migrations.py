@@ -105,6 +105,27 @@ def test_stemmed_full_text_keeps_every_row_and_meets_other_word_forms(tmp_path):
         store.close()
 
 
+def test_chinese_full_text_rows_become_character_pairs(tmp_path):
+    """m004 rewrites the rows that hold Chinese, from their own text, as character pairs: a
+    word of a Chinese comment becomes a term a question can meet; other rows stay as they were."""
+    legacy_index(tmp_path / "idx", ["src/sum.py", "src/other.py"])
+    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
+               "(1, 'f1', 'src/sum.py', '计算数据的校验和，用于检测传输错误。', 'return sum(data)')")
+    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
+               "(2, 'f2', 'src/other.py', 'Something else.', 'pass')")
+    db.commit()
+    assert db.execute("SELECT rowid FROM units_fts WHERE units_fts MATCH '\"校验\"'").fetchall() == []
+    db.close()
+    store = Store(tmp_path / "idx").open()
+    try:
+        assert set(store.lexical_all(["校验", "传输"])) == {1}
+        assert store.conn.execute("SELECT doc FROM units_fts WHERE rowid = 2").fetchone()[0] == "Something else."
+        assert store.integrity_problem() is None
+    finally:
+        store.close()
+
+
 def test_index_from_a_newer_codesearch_is_refused(tmp_path):
     Store(tmp_path / "idx").open(create=True).close()
     db = sqlite3.connect(tmp_path / "idx" / DB_NAME)

@@ -187,6 +187,21 @@ def test_classifiers_and_complements_carry_no_english():
     assert tr.english == "first log cache write record"
 
 
+def test_chinese_text_is_indexed_and_asked_as_character_pairs():
+    from codesearch.question import lexical_terms
+    from codesearch.text import cjk_bigrams
+
+    # unicode61 would keep the clause as one token; pairs are what a question can meet
+    assert cjk_bigrams("计算数据的校验和。returns int").split() == \
+        ["计算", "算数", "数据", "据的", "的校", "校验", "验和", "。returns", "int"]
+    assert cjk_bigrams("no chinese here") == "no chinese here"
+    # the question is cut the same way; a pair with a particle (据的, 的校) is no word of it
+    assert lexical_terms("计算校验和") == ["计算", "算校", "校验", "验和"]
+    assert lexical_terms("数据的校验") == ["数据", "校验"]
+    assert lexical_terms("读取CSV并排序")[:3] == ["读取", "csv", "并排"]
+    assert lexical_terms("的") == ["的"]  # a question of nothing else keeps what it has
+
+
 def test_glossary_words_segment_as_units():
     tr = zh.translate("把JSON序列化成字符串")  # jieba alone cuts 序列|化成
     assert [s for s, _ in tr.segments if _] == ["序列化", "字符串"]
