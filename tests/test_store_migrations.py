@@ -43,6 +43,26 @@ def legacy_index(folder, paths):
     db.close()
 
 
+def legacy_full_text(folder, rows):
+    """A legacy index whose units carry these (names, path, doc, code) full-text rows, as the
+    releases before m003/m004 wrote them."""
+    legacy_index(folder, [path for _, path, _, _ in rows])
+    db = sqlite3.connect(folder / DB_NAME)
+    db.executemany("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES (?, ?, ?, ?, ?)",
+                   [(i, *row) for i, row in enumerate(rows, 1)])
+    db.commit()
+    db.close()
+
+
+def matches(folder, expression):
+    """Row ids the full-text table gives for a MATCH expression, read without migrating."""
+    db = sqlite3.connect(folder / DB_NAME)
+    try:
+        return [r for (r,) in db.execute("SELECT rowid FROM units_fts WHERE units_fts MATCH ?", (expression,))]
+    finally:
+        db.close()
+
+
 def test_legacy_index_moves_forward_and_keeps_its_vectors(tmp_path):
     legacy_index(tmp_path / "idx", ["src/app.py", "tests/test_app.py", "vendor/lib.py"])
     store = Store(tmp_path / "idx").open()
@@ -86,15 +106,9 @@ def test_a_failed_migration_changes_nothing(tmp_path, monkeypatch):
 def test_stemmed_full_text_keeps_every_row_and_meets_other_word_forms(tmp_path):
     """m003 re-reads the full-text rows into a porter-stemmed table: "parsing" finds a unit that
     says "parses", which the unstemmed table could not; the rows and their ids are unchanged."""
-    legacy_index(tmp_path / "idx", ["src/conf.py", "src/other.py"])
-    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
-    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
-               "(1, 'load_conf load conf', 'src/conf.py', 'Parses the configuration file.', 'pass')")
-    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
-               "(2, 'other', 'src/other.py', 'Something else.', 'pass')")
-    db.commit()
-    assert db.execute("SELECT rowid FROM units_fts WHERE units_fts MATCH 'parsing'").fetchall() == []
-    db.close()
+    legacy_full_text(tmp_path / "idx", [("load_conf load conf", "src/conf.py", "Parses the configuration file.", "pass"),
+                                         ("other", "src/other.py", "Something else.", "pass")])
+    assert matches(tmp_path / "idx", "parsing") == []
     store = Store(tmp_path / "idx").open()
     try:
         assert set(store.lexical_all(["parsing"])) == {1}
@@ -108,15 +122,9 @@ def test_stemmed_full_text_keeps_every_row_and_meets_other_word_forms(tmp_path):
 def test_chinese_full_text_rows_become_character_pairs(tmp_path):
     """m004 rewrites the rows that hold Chinese, from their own text, as character pairs: a
     word of a Chinese comment becomes a term a question can meet; other rows stay as they were."""
-    legacy_index(tmp_path / "idx", ["src/sum.py", "src/other.py"])
-    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
-    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
-               "(1, 'f1', 'src/sum.py', '计算数据的校验和，用于检测传输错误。', 'return sum(data)')")
-    db.execute("INSERT INTO units_fts (rowid, names, path, doc, code) VALUES "
-               "(2, 'f2', 'src/other.py', 'Something else.', 'pass')")
-    db.commit()
-    assert db.execute("SELECT rowid FROM units_fts WHERE units_fts MATCH '\"校验\"'").fetchall() == []
-    db.close()
+    legacy_full_text(tmp_path / "idx", [("f1", "src/sum.py", "计算数据的校验和，用于检测传输错误。", "return sum(data)"),
+                                         ("f2", "src/other.py", "Something else.", "pass")])
+    assert matches(tmp_path / "idx", '"校验"') == []
     store = Store(tmp_path / "idx").open()
     try:
         assert set(store.lexical_all(["校验", "传输"])) == {1}
