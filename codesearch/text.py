@@ -51,6 +51,8 @@ def cjk_bigrams(text: str) -> str:
     whole clause ("调用函数失败时按指数退避重试") and no word of a Chinese question could match a
     Chinese comment. Indexing pairs of characters needs no dictionary and treats the index and
     the question alike: 校验和 is 校验 验和 in both (the approach of Lucene's CJKBigramFilter).
+    It is done to the text rather than in the tokenizer because FTS5 tokenizers can only be
+    written in C: Python's sqlite3 cannot register one.
     """
     if not has_cjk(text):
         return text
