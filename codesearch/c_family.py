@@ -1,4 +1,5 @@
-"""What tree-sitter gets wrong about C and C++ definitions, and the repairs extract.py applies.
+"""What tree-sitter gets wrong about C and C++ definitions (and C#'s, for its `#if`), and the
+repairs extract.py applies.
 
 Two things break the C/C++ grammars on real code, both from the preprocessor, which the
 grammars do not run:
@@ -23,6 +24,10 @@ from __future__ import annotations
 import re
 
 C_FAMILY = {"c", "cpp"}
+# languages whose conditional directives (`#if ... #endif`) can derail their grammars: C#'s
+# grammar knows the directives, but not one that splits a statement (`}\n#if X\nelse {...}\n#endif`
+# in Newtonsoft.Json's JsonTextReader: 42 of its 945 files, 270 units misnamed)
+PREPROCESSED = C_FAMILY | {"csharp"}
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|elifdef|elifndef|else|endif)\b")
 # `class SCOPED_LOCKABLE MutexLock {` / `struct LOCKABLE Mutex final :`: an attribute macro
 # between the keyword and the name
@@ -46,11 +51,12 @@ def error_count(tree) -> int:
     return count
 
 
-def blank_directives(source: bytes) -> bytes:
-    """The source with conditional preprocessor lines (and their `\\` continuations) and
-    attribute macros in class heads turned into spaces: byte offsets and line numbers stay,
-    both branches of each conditional are kept."""
-    source = _CLASS_MACRO.sub(lambda m: m.group(0).replace(m.group(1), b" " * len(m.group(1))), source)
+def blank_directives(source: bytes, class_macros: bool = True) -> bytes:
+    """The source with conditional preprocessor lines (and their `\\` continuations) and, for
+    C/C++, attribute macros in class heads turned into spaces: byte offsets and line numbers
+    stay, both branches of each conditional are kept."""
+    if class_macros:
+        source = _CLASS_MACRO.sub(lambda m: m.group(0).replace(m.group(1), b" " * len(m.group(1))), source)
     lines = source.split(b"\n")
     out, continued = [], False
     for line in lines:
@@ -68,7 +74,7 @@ def best_parse(tree, source: bytes, language: str, parse):
     errors = error_count(tree)
     if not errors or b"#" not in source:
         return tree, source
-    blanked = blank_directives(source)
+    blanked = blank_directives(source, class_macros=language in C_FAMILY)
     if blanked == source:
         return tree, source
     other = parse(blanked, language)

@@ -66,6 +66,10 @@ class Unit:
     signature: str
     doc: str
     code: str
+    # the summary of the doc comment of the class (struct, trait, interface...) a method
+    # belongs to: `handle` says little on its own, its class's "Buffers all records until a
+    # certain level is reached" says what it is for (owner_summary; full-text index only)
+    owner_doc: str = ""
 
 
 @dataclass
@@ -364,12 +368,13 @@ def extract_units(path: str, source: bytes, language: str, deadline: float | Non
     lang = LANGUAGES[language]
     lines = source.decode("utf-8", "replace").split("\n")
     tree = parse(source, language, deadline)
-    if language in C_FAMILY:
+    if language in c_family.PREPROCESSED:
         tree, source = c_family.best_parse(tree, source, language, lambda text, name: parse(text, name, deadline))
     defs = _collect(tree, lang, source, path, deadline)
     if language in C_FAMILY:
         c_family.fix_macro_names(defs, source, _split_name)
     enclosing = _enclosing_all(defs)
+    owners = _OwnerDocs(defs, lang, source)
     units: list[Unit] = []
     for d in defs:
         if d.is_scope:
@@ -401,12 +406,70 @@ def extract_units(path: str, source: bytes, language: str, deadline: float | Non
             start_line=start + 1, end_line=end + 1,
             signature=_signature(d, source), doc=doc,
             code="\n".join(lines[start:end + 1]),
+            owner_doc=owners.summary(d, parents) if is_method else "",
         ))
     if lang.recover_start and tree.root_node.has_error:
         units = _recover(units, tree, lang, path, lines)
     if not units:
         units.append(file_unit(path, language, lines))
     return units
+
+
+# a class's summary is repeated in the full-text row of each of its methods: short
+OWNER_DOC_MAX_CHARS = 200
+
+
+def owner_summary(doc: str) -> str:
+    """The first paragraph of a class's doc comment, up to OWNER_DOC_MAX_CHARS: what the class
+    is for, without its usage examples and parameter lists."""
+    para = re.split(r"\n\s*\n", doc.strip(), maxsplit=1)[0]
+    para = " ".join(para.split())
+    if len(para) > OWNER_DOC_MAX_CHARS:
+        para = para[:OWNER_DOC_MAX_CHARS].rsplit(" ", 1)[0]
+    return para
+
+
+class _OwnerDocs:
+    """The doc comment summary of the class a method belongs to (Unit.owner_doc).
+
+    The owner is the nearest enclosing class-like scope; when that says nothing (a Rust `impl`
+    block, a C++ `Foo::bar` defined outside its class) or the method has a Go receiver, a
+    documented class-like scope of the same name in the same file stands in for it.
+    """
+
+    def __init__(self, defs: list[_Def], lang: Language, source: bytes):
+        self.lang, self.source = lang, source
+        self.docs: dict[int, str] = {}
+        self.by_name: dict[str, str] = {}
+        for d in defs:
+            if d.is_scope and _class_like(d):
+                doc = self.doc_of(d)
+                if doc and d.name not in self.by_name:
+                    self.by_name[d.name] = doc
+
+    def doc_of(self, scope: _Def) -> str:
+        key = id(scope)
+        if key not in self.docs:
+            if scope.doc_node is not None:
+                doc = clean_docstring(_text(scope.doc_node, self.source))
+            else:
+                first = scope.head if scope.head is not None else scope.outer
+                doc = _leading_comment(first, self.lang, self.source)
+                if not doc and first.parent is not None and first.parent.type == "type_declaration":
+                    doc = _leading_comment(first.parent, self.lang, self.source)  # Go: `type X struct` is a spec in a declaration
+            self.docs[key] = owner_summary(doc)
+        return self.docs[key]
+
+    def summary(self, d: _Def, parents: list[_Def]) -> str:
+        owner = next((p for p in reversed(parents) if p.is_scope and _class_like(p)), None)
+        if owner is not None and self.doc_of(owner):
+            return self.doc_of(owner)
+        name = d.receiver or (d.qualifier[-1] if d.qualifier else owner.name if owner is not None else "")
+        return self.by_name.get(name, "")
+
+
+def _class_like(d: _Def) -> bool:
+    return any(k in d.node.type for k in _CLASS_LIKE)
 
 
 def _recover(units: list[Unit], tree, lang: Language, path: str, lines: list[str]) -> list[Unit]:

@@ -42,7 +42,8 @@ from .search import measure_noise_floor, null_question_vectors
 from .store import DB_NAME, Store, WriteLock
 
 EMBED_GROUP = 16384  # pieces embedded as one sorted job while parsing goes on
-EXTRACTOR_VERSION = "3"  # 2: CR-only line ends, UTF-16 sources, per-file piece budget; 3: C/C++ repairs (c_family.py)
+EXTRACTOR_VERSION = "4"  # 2: CR-only line ends, UTF-16 sources, per-file piece budget; 3: C/C++ repairs (c_family.py);
+# 4: methods' full-text rows carry their class's doc summary (extract.Unit.owner_doc), C# #if repairs
 PREFETCH_MIN_FILES = 100  # new files: enough work that the model is loaded while they are parsed
 
 

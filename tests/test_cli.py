@@ -111,6 +111,30 @@ def test_chinese_questions_meet_chinese_comments_word_for_word(make_git_repo, e5
     assert hits and hits[0]["name"] == name, r.output
 
 
+HANDLERS = {"handlers.py": (
+    'class FingersCrossedHandler:\n'
+    '    """Buffers all records until a certain level is reached, then flushes them at once."""\n\n'
+    '    def handle(self, record):\n'
+    '        return self.accept(record)\n\n\n'
+    'class StreamHandler:\n'
+    '    """Writes each record to a stream as it comes."""\n\n'
+    '    def handle(self, record):\n'
+    '        return self.write(record)\n')}
+
+
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+def test_a_method_is_found_by_what_its_class_says_it_is_for(make_git_repo, e5_spec, mode):
+    """Two methods named `handle`; only the class's doc comment says which one buffers records
+    (extract.Unit.owner_doc, in the full-text doc column). Before, class doc comments were in
+    no index, and both modes ranked StreamHandler.handle first."""
+    repo = make_git_repo(HANDLERS)
+    assert cli("index", str(repo), "--model", "e5-small", "-q").exit_code == 0
+    r = cli("query", "--json", "--mode", mode, "--threshold", "0", "--no-daemon", "--repo", str(repo),
+            "buffers all records until a certain level is reached")
+    hits = json.loads(r.output)
+    assert hits and hits[0]["qualname"] == "FingersCrossedHandler.handle", r.output
+
+
 def test_empty_repository(tmp_path, e5_spec):
     r = CliRunner().invoke(main, ["index", str(tmp_path), "--model", "e5-small"])
     assert r.exit_code == 2 and "no source files" in r.output

@@ -2,7 +2,7 @@
 
 Each expected file lists units that must be extracted from the fixture files, with their
 kind, qualified name and 1-based line range, and optionally a fragment of their doc
-comment. Files may contain more units than listed only where `"complete": false`.
+comment and of their class's doc summary (`owner_doc`). Files may contain more units than listed only where `"complete": false`.
 """
 
 import json
@@ -39,6 +39,8 @@ def test_language_extraction(spec_path):
                 assert unit.name == exp["qualname"].rsplit(".", 1)[-1]
             if "doc" in exp:
                 assert exp["doc"] in unit.doc, f"{key}: doc {unit.doc!r}"
+            if "owner_doc" in exp:
+                assert exp["owner_doc"] in unit.owner_doc, f"{key}: owner_doc {unit.owner_doc!r}"
         if file_spec.get("complete", True):
             want = {(e["kind"], e["qualname"], e["start_line"], e["end_line"]) for e in file_spec["units"]}
             assert set(got) == want, f"{file_spec['path']}: unexpected {sorted(set(got) - want)}"
@@ -131,3 +133,100 @@ def test_c_family_repairs_keep_lines_and_only_help():
     # a macro in a unit's name is only replaced by a real declarator, never by a guess
     units = extract_units("m.c", b"int MAX_SIZE(void) { return 4; }\n", "c")
     assert [u.name for u in units] == ["MAX_SIZE"]
+
+
+# the shape of Newtonsoft.Json's JsonTextReader.ParseReadString: each branch of the `#if` is valid
+# C#, both together are not (an `else` after a complete if/else chain)
+CSHARP_SPLIT_IF = b"""namespace N
+{
+    public class Reader
+    {
+        private void ParseReadString(int readType)
+        {
+            if (readType == 1)
+            {
+                handling = 1;
+            }
+#if HAVE_DATE_TIME_OFFSET
+            else if (readType == 2)
+            {
+                handling = 2;
+            }
+#endif
+            else
+            {
+                handling = 3;
+            }
+#if HAVE_DATE_TIME_OFFSET
+            else
+            {
+                handling = 4;
+            }
+#endif
+        }
+
+        private void ShiftBuffer()
+        {
+        }
+    }
+}
+"""
+
+
+def test_csharp_directives_that_split_a_statement_leave_later_methods_in_their_class():
+    """`#if` branches that are valid apart but not together derail tree-sitter-c-sharp: the class
+    closed early and every later method became a namespace function (`N.ShiftBuffer`; 270
+    units of Newtonsoft.Json). The C/C++ repair (c_family.best_parse) now covers C# too."""
+    units = {u.name: u for u in extract_units("Reader.cs", CSHARP_SPLIT_IF, "csharp")}
+    shift = units["ShiftBuffer"]
+    assert (shift.kind, shift.qualname, shift.start_line, shift.end_line) == \
+        ("method", "N.Reader.ShiftBuffer", 29, 31)
+    assert "#if HAVE_DATE_TIME_OFFSET" in units["ParseReadString"].code  # the unit's text is the file's own
+
+
+OWNERS = '''class Backoff:
+    """Retry a failing call, waiting longer each time.
+
+    Usage: Backoff(3).run(fn). Not thread-safe.
+    """
+
+    def delay(self, attempt):
+        return 2 ** attempt
+
+    class Jitter:
+        def spread(self):
+            return 1
+
+
+class Plain:
+    def run(self):
+        pass
+
+
+def helper():
+    pass
+'''
+
+
+def test_a_method_carries_its_class_summary_and_a_function_none():
+    """Unit.owner_doc: the first paragraph of the nearest enclosing class's doc comment (a
+    nested class without one says nothing, it does not borrow its parent's); functions and
+    methods of undocumented classes have none."""
+    from codesearch.extract import OWNER_DOC_MAX_CHARS, owner_summary
+
+    units = {u.qualname: u for u in extract_units("retry.py", OWNERS.encode(), "python")}
+    assert units["Backoff.delay"].owner_doc == "Retry a failing call, waiting longer each time."
+    assert units["Backoff.Jitter.spread"].owner_doc == ""
+    assert units["Plain.run"].owner_doc == "" and units["helper"].owner_doc == ""
+    long = owner_summary("word " * 100 + "\n\nsecond paragraph")
+    assert len(long) <= OWNER_DOC_MAX_CHARS and long.endswith("word") and "second" not in long
+
+
+def test_a_class_summary_is_in_the_full_text_doc_column_not_in_the_embedded_text():
+    """Measured both ways on the devset (docs/quality.md): in the embedded text it cost English
+    R@1, in the full-text index it only helped."""
+    from codesearch.chunking import lexical_fields, unit_pieces
+
+    unit = {u.qualname: u for u in extract_units("retry.py", OWNERS.encode(), "python")}["Backoff.delay"]
+    assert "waiting longer each time" in lexical_fields(unit)[2]
+    assert not any("waiting longer" in piece for piece in unit_pieces(unit))

@@ -1,5 +1,6 @@
 ; Python: functions, methods (functions inside a class), classes as scopes.
-; A docstring is the first statement of the body when it is a string.
+; A docstring is the first statement of the body when it is a string (of a class too: its
+; methods carry its summary, extract.Unit.owner_doc).
 
 (function_definition
   name: (identifier) @name
@@ -8,6 +9,10 @@
 (function_definition
   name: (identifier) @name
   body: (block) @body) @function
+
+(class_definition
+  name: (identifier) @name
+  body: (block . (expression_statement (string) @doc))) @scope
 
 (class_definition
   name: (identifier) @name) @scope
