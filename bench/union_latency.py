@@ -6,7 +6,7 @@
 Indexing the union from scratch costs about 50 minutes of embedding on 2 cores, so the union
 is assembled from the 8 devset indexes instead (IDX, made by `codesearch index`), through
 store.py's own methods: every unit with its full-text row (store.add_unit, fields from
-chunking.lexical_fields), its chunks and their vectors (store.put_vectors), paths prefixed
+chunking.lexical_fields, the doc column copied from the source index), its chunks and their vectors (store.put_vectors), paths prefixed
 `rN/<repo>/`; the whole set is copied again under the next prefix until the union holds
 `--target-units`. Copies after the first get their vectors moved by a small random step
 (cosine about 0.99 to the original, seeded) so the ANN graph holds distinct points, as a
@@ -68,6 +68,9 @@ def copy_index(src: Store, dst: Store, prefix: str, replica: int, rng) -> int:
     for c, h in zip(ids.tolist(), hashes):
         chunks_of.setdefault(chunk_units[c], []).append(h)
     rows = src.units_by_id(sorted(chunks_of))
+    # the doc column as the source index holds it: it also has the unit's class summary
+    # (extract.Unit.owner_doc), which the units table does not keep
+    docs = dict(src.conn.execute("SELECT rowid, doc FROM units_fts"))
     now = time.time()
     with dst.transaction():
         seen_paths = set()
@@ -77,7 +80,8 @@ def copy_index(src: Store, dst: Store, prefix: str, replica: int, rng) -> int:
             if unit.path not in seen_paths:
                 seen_paths.add(unit.path)
                 dst.put_file(unit.path, unit.language, "union", len(unit.code), 0, now)
-            dst.add_unit(unit, uid in secondary, lexical_fields(unit), chunks_of[uid])
+            names, path, _, code = lexical_fields(unit)
+            dst.add_unit(unit, uid in secondary, (names, path, docs.get(uid, ""), code), chunks_of[uid])
     return len(rows)
 
 
