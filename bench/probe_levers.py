@@ -11,6 +11,8 @@ unchanged, so its rows compare with that script's rows of the same run:
     python bench/probe_levers.py rocchio --weight 0.2 --pool 3 -- ...
     python bench/probe_levers.py keywords -- ... --config t1=translated:1.0
     python bench/probe_levers.py unit-text --form namewords --pool 30 -- ...   # and --form same
+    python bench/probe_levers.py class-vector --weight 0.1 --pool 30 --roots DEV_REPOS/a,DEV_REPOS/b -- ...
+    python bench/probe_levers.py common-terms --share 0.1 --min-units 2000 -- ...
 
 - `maxsim`: late interaction (ColBERT's MaxSim: each question token's best cosine over the
   unit's tokens, averaged) over multilingual-e5-small's token vectors, from the converted
@@ -33,7 +35,18 @@ unchanged, so its rows compare with that script's rows of the same run:
   own text: the baseline of the same procedure), their semantic scores replaced and the lists
   fused again. About 15 minutes a run on 2 cores.
 
-Results are in docs/quality.md ("The second step, third session").
+- `class-vector`: the class summary of a method (extract.Unit.owner_doc) embedded as a vector
+  of its own (one per class, shared by its methods), and `weight` x its cosine to the
+  question (a function without a class: its own cosine), min-max normalised over the best
+  `pool`, added: the class lifts its methods without blurring them into each other, as
+  putting the summary into every method's embedded text did. `--roots`: the indexed folders.
+
+- `common-terms`: terms found in more than `--share` of an index's units (and more than
+  `--min-units`) left out of its full-text query, for speed: FTS5 scores every match of an OR
+  query (bench/common_terms_cost.py times it on the union).
+
+Results are in docs/quality.md ("The second step, third session"; class-vector and
+common-terms: "fourth session").
 """
 
 from __future__ import annotations
@@ -247,11 +260,95 @@ def patch_unit_text(args) -> None:
     search_module.Searcher.rank = rank
 
 
+def class_summaries(roots: list[Path]) -> dict[tuple[str, int, str], str]:
+    """(path, start line, qualname) -> the class summary the extractor gives the unit
+    (extract.Unit.owner_doc; the index keeps it only inside its full-text doc column)."""
+    from codesearch.extract import extract_file
+    from codesearch.files import discover, read_source
+
+    out = {}
+    for root in roots:
+        for f in discover(root).files:
+            source, _ = read_source(root, f.path)
+            for u in extract_file(f.path, source, f.language.name).units:
+                if u.owner_doc:
+                    out[(u.path, u.start_line, u.qualname)] = u.owner_doc
+    return out
+
+
+def patch_class_vector(args) -> None:
+    roots = [Path(r) for r in args.roots.split(",")]
+    summaries = class_summaries(roots)
+    vectors: dict[str, np.ndarray] = {}
+    first_stage = search_module.Searcher.rank
+
+    def rank(self, plan, sem_lists, lex, mode, weights=None):
+        ranked = first_stage(self, plan, sem_lists, lex, mode, weights)
+        if mode != "hybrid" or not ranked:
+            return ranked
+        head = [u for u, _ in ranked[:args.pool]]
+        rows = self.store.units_by_id(head)
+        owner = {u: summaries.get((rows[u][1], rows[u][2], rows[u][5])) for u in head if u in rows}
+        todo = sorted({t for t in owner.values() if t and t not in vectors})
+        if todo:
+            inner = getattr(self.embedder, "inner", self.embedder)
+            for t, v in zip(todo, inner.embed_documents(todo)):
+                vectors[t] = np.asarray(v, dtype=np.float32)
+        questions = self.embedder.embed_queries(plan.texts)
+        own = {}
+        for items in sem_lists:
+            for u, sc in items:
+                own[u] = max(own.get(u, -2.0), sc)
+        extra = []
+        for u, _ in ranked[:args.pool]:
+            t = owner.get(u)
+            extra.append(max(float(vectors[t] @ q) for q in questions) if t else own.get(u, 0.0))
+        return rescore(ranked, args.pool, extra, args.weight, True)
+
+    search_module.Searcher.rank = rank
+
+
+def patch_common_terms(args) -> None:
+    """Leave out of the full-text query every term found in more than `share` of an index's
+    units and in more than `min_units` of them (the rarest stays when all are common)."""
+    from codesearch.store import fts_match
+
+    counts: dict[tuple[str, str], int] = {}
+
+    def selective(self, terms, keep_one=True):
+        n = self.store.conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+        limit = max(args.share * n, args.min_units)
+        if not terms or n <= limit:
+            return terms
+        def count(t):
+            key = (str(self.store.dir), t)
+            if key not in counts:
+                counts[key] = self.store.conn.execute("SELECT count(*) FROM units_fts WHERE units_fts MATCH ?",
+                                                      (fts_match([t]),)).fetchone()[0]
+            return counts[key]
+        kept = [t for t in terms if count(t) <= limit]
+        return kept or ([min(terms, key=count)] if keep_one else [])
+
+    def lexical_scores(self, plan):
+        scores = self.store.lexical_all(selective(self, plan.terms))
+        expansions = selective(self, plan.expansions, keep_one=False)
+        if expansions and self.expansion_weight > 0:
+            for uid, sc in self.store.lexical_all(expansions).items():
+                scores[uid] = scores.get(uid, 0.0) + self.expansion_weight * sc
+        return scores
+
+    search_module.Searcher.lexical_scores = lexical_scores
+
+
 def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     ap = argparse.ArgumentParser()
-    ap.add_argument("probe", choices=("maxsim", "coverage", "length", "rocchio", "keywords", "unit-text"))
+    ap.add_argument("probe", choices=("maxsim", "coverage", "length", "rocchio", "keywords", "unit-text",
+                                      "class-vector", "common-terms"))
+    ap.add_argument("--share", type=float, default=0.1, help="common-terms: share of the index's units")
+    ap.add_argument("--min-units", type=int, default=2000, help="common-terms: and at least this many units")
+    ap.add_argument("--roots", default="", help="class-vector: the indexed folders, comma-separated")
     ap.add_argument("--form", choices=("same", "namewords"), default="same", help="unit-text: the text embedded")
     ap.add_argument("--weight", type=float, default=0.2)
     ap.add_argument("--pool", type=int, default=20)
@@ -265,6 +362,10 @@ def main() -> int:
         patch_rocchio(args)
     elif args.probe == "unit-text":
         patch_unit_text(args)
+    elif args.probe == "class-vector":
+        patch_class_vector(args)
+    elif args.probe == "common-terms":
+        patch_common_terms(args)
     else:
         patch_keywords()
     sys.argv = ["devset_eval.py", *argv[split + 1:]]

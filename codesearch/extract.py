@@ -438,14 +438,18 @@ class _OwnerDocs:
     """
 
     def __init__(self, defs: list[_Def], lang: Language, source: bytes):
-        self.lang, self.source = lang, source
+        self.defs, self.lang, self.source = defs, lang, source
         self.docs: dict[int, str] = {}
-        self.by_name: dict[str, str] = {}
-        for d in defs:
-            if d.is_scope and _class_like(d):
-                doc = self.doc_of(d)
-                if doc and d.name not in self.by_name:
-                    self.by_name[d.name] = doc
+        self._by_name: dict[str, str] | None = None
+
+    def by_name(self) -> dict[str, str]:
+        """Documented class-like scopes of the file by name (read only when a method needs it)."""
+        if self._by_name is None:
+            self._by_name = {}
+            for d in self.defs:
+                if d.is_scope and _class_like(d) and d.name not in self._by_name and self.doc_of(d):
+                    self._by_name[d.name] = self.doc_of(d)
+        return self._by_name
 
     def doc_of(self, scope: _Def) -> str:
         key = id(scope)
@@ -465,7 +469,7 @@ class _OwnerDocs:
         if owner is not None and self.doc_of(owner):
             return self.doc_of(owner)
         name = d.receiver or (d.qualifier[-1] if d.qualifier else owner.name if owner is not None else "")
-        return self.by_name.get(name, "")
+        return self.by_name().get(name, "") if name else ""
 
 
 def _class_like(d: _Def) -> bool:
