@@ -75,7 +75,10 @@ class Store:
                 raise IndexBusyError(f"cannot create the index folder {self.dir}: {error.strerror}; "
                                      f"use --index-dir to put the index somewhere writable") from None
         try:
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            # check_same_thread off: a hybrid search runs its full-text query in a second
+            # thread while the question is embedded (search.Searcher.candidates), one user of
+            # the connection at a time
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn

@@ -241,3 +241,46 @@ def test_a_synonym_finds_code_that_shares_no_word_with_the_question(searcher):
     uid = next(u for u, s in searcher.lexical_scores(plan).items() if u not in own)
     assert searcher.lexical_scores(plan)[uid] == pytest.approx(
         searcher.expansion_weight * searcher.store.lexical_all(plan.expansions)[uid])
+
+
+OVERLAP_QUESTIONS = ["sliding window average", "combine two dictionaries", "read the settings file",
+                     "area of a circle", "合并两个字典", "Adds a log record."]
+
+
+def test_the_full_text_query_beside_the_embedding_changes_no_answer(searcher):
+    """Hybrid search runs the FTS5 query in a second thread while the question is embedded
+    (Searcher.candidates): the same hits with the same scores as one after the other, and the
+    query did run in that thread."""
+    import threading
+
+    serial = Searcher(searcher.store, embedder=searcher.embedder)
+    serial.overlap = False
+    beside = Searcher(searcher.store, embedder=searcher.embedder)
+    assert beside.overlap  # this Python's SQLite is serialized
+    threads = []
+    own = beside.lexical_scores
+
+    def recorded(plan):
+        threads.append(threading.current_thread().name)
+        return own(plan)
+
+    beside.lexical_scores = recorded
+    for question in OVERLAP_QUESTIONS:
+        a = [(h.unit_id, h.score) for h in serial.search(question, k=5)]
+        b = [(h.unit_id, h.score) for h in beside.search(question, k=5)]
+        assert a == b and a, question
+    assert threads == ["codesearch-full-text"] * len(OVERLAP_QUESTIONS)
+
+
+def test_an_error_in_the_full_text_thread_reaches_the_caller(searcher):
+    from codesearch.errors import CorruptIndexError
+
+    beside = Searcher(searcher.store, embedder=searcher.embedder)
+
+    def broken(plan):
+        raise CorruptIndexError("database disk image is malformed")
+
+    beside.lexical_scores = broken
+    with pytest.raises(CorruptIndexError, match="malformed"):
+        beside.search("sliding window average", k=5)
+    assert [h.qualname for h in beside.search("sliding window average", k=1, mode="semantic")]
