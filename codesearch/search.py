@@ -68,8 +68,8 @@ def null_question_vectors(store: Store, embedder) -> np.ndarray:
 
 class Background:
     """`fn(*args)` in a daemon thread; `result()` waits for it and returns or raises what it did.
-    Not concurrent.futures: its worker threads are joined at exit, so a Ctrl-C during a long
-    full-text query would wait for the query; a daemon thread does not hold the exit."""
+    A thread of its own rather than concurrent.futures, whose workers are joined at exit: a
+    second Ctrl-C while the first waits for the query still ends the process."""
 
     def __init__(self, fn, *args):
         self._value = self._error = None
@@ -83,8 +83,11 @@ class Background:
         except BaseException as error:  # handed to the caller, whatever it is
             self._error = error
 
-    def result(self):
+    def wait(self) -> None:
         self._thread.join()
+
+    def result(self):
+        self.wait()
         if self._error is not None:
             raise self._error
         return self._value
@@ -268,11 +271,16 @@ class Searcher:
         if wants_scores and mode == "hybrid" and self.overlap:
             self.embedder, self.chunk_units()  # load both now, not while the thread holds the connection
             background = Background(self.lexical_scores, plan)
-        if mode in ("semantic", "hybrid"):
-            embedder = self.embedder
-            with phase("embed question"):
-                vectors = embedder.embed_queries(plan.texts)
-            sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
+        try:
+            if mode in ("semantic", "hybrid"):
+                embedder = self.embedder
+                with phase("embed question"):
+                    vectors = embedder.embed_queries(plan.texts)
+                sem_lists = [self.semantic(v.reshape(1, -1), pool, allowed) for v in vectors]
+        except BaseException:
+            if background is not None:  # (a dead embedding server, Ctrl-C): the query ends first,
+                background.wait()  # so whoever handles this finds the connection free
+            raise
         scores = None
         if background is not None:
             scores = background.result()

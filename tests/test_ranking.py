@@ -284,3 +284,35 @@ def test_an_error_in_the_full_text_thread_reaches_the_caller(searcher):
     with pytest.raises(CorruptIndexError, match="malformed"):
         beside.search("sliding window average", k=5)
     assert [h.qualname for h in beside.search("sliding window average", k=1, mode="semantic")]
+
+
+def test_a_failed_embedding_waits_for_the_full_text_query(searcher):
+    """The embedding fails (a dead server) while the full-text query runs: the error reaches
+    the caller only once the query has ended, so the connection is free for whoever handles it."""
+    import threading
+    import time
+
+    from codesearch.errors import EndpointError
+
+    ended = threading.Event()
+    beside = Searcher(searcher.store, embedder=searcher.embedder)
+    own = beside.lexical_scores
+
+    def slow(plan):
+        time.sleep(0.3)
+        out = own(plan)
+        ended.set()
+        return out
+
+    class DeadServer:
+        spec, dim = searcher.embedder.spec, searcher.embedder.dim
+        query_tokens = searcher.embedder.query_tokens
+
+        def embed_queries(self, texts):
+            raise EndpointError("the embedding server at http://127.0.0.1:9/v1 did not answer")
+
+    beside.lexical_scores = slow
+    beside._embedder = DeadServer()
+    with pytest.raises(EndpointError):
+        beside.search("sliding window average", k=5)
+    assert ended.is_set()
