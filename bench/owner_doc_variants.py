@@ -7,6 +7,7 @@ second step, fourth session"):
 VARIANT:
   embedded       also in the embedded text (chunking.header), as well as the full-text doc column
   embedded-only  in the embedded text, not in the full-text index
+  embedded-undocumented  also in the embedded text of methods without a doc comment of their own
   path-column    in the full-text path column instead of the doc column
   undocumented-only  in the doc column only of methods without a doc comment of their own
   none           nowhere (the C# #if repair alone)
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codesearch import chunking, extract, indexer  # noqa: E402
 from codesearch.text import cjk_bigrams  # noqa: E402
 
-VARIANTS = ("embedded", "embedded-only", "path-column", "undocumented-only", "none")
+VARIANTS = ("embedded", "embedded-only", "embedded-undocumented", "path-column", "undocumented-only", "none")
 
 
 def without_owner(fn):
@@ -45,10 +46,10 @@ def without_owner(fn):
 def patch(variant: str) -> None:
     indexer.EXTRACTOR_VERSION = f"{indexer.EXTRACTOR_VERSION}-{variant}"
     release_header, release_fields = chunking.header, chunking.lexical_fields
-    if variant in ("embedded", "embedded-only"):
+    if variant in ("embedded", "embedded-only", "embedded-undocumented"):
         def header(unit):
             head = release_header(unit)
-            if not unit.owner_doc:
+            if not unit.owner_doc or (variant == "embedded-undocumented" and unit.doc):
                 return head
             first, _, rest = head.partition("\n")
             return "\n".join(filter(None, [first, unit.owner_doc, rest]))
