@@ -269,7 +269,10 @@ class Searcher:
         wants_scores = mode in ("lexical", "hybrid") and plan.terms and (mode == "hybrid" or plan.expansions)
         background = None
         if wants_scores and mode == "hybrid" and self.overlap:
-            self.embedder, self.chunk_units()  # load both now, not while the thread holds the connection
+            # the model (its loader may read the index) and the chunk map are read now, not
+            # while the thread holds the connection
+            _ = self.embedder
+            self.chunk_units()
             background = Background(self.lexical_scores, plan)
         try:
             if mode in ("semantic", "hybrid"):
