@@ -36,8 +36,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SECONDARY = re.compile(r"(^|/)(tests?|spec|specs|examples?|docs?|bench(mark)?s?|vendor|third_party)(/|$)|"
-                       r"(_test|Tests?|Spec)\.\w+$|(^|/)test_", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _PY_DOCSTRING = re.compile(r'^(\s*)[rRbBuU]{0,2}("""|\'\'\')(.*?)\2[ \t]*\n?', re.S | re.M)
 _NOT_PROSE = re.compile(r"^\s*[@{<]|inheritdoc|^todo|copyright|license|deprecated", re.I)
@@ -73,12 +71,6 @@ def passage_without_doc(row) -> str:
     return f"{path} {qualname}\n{code}"[:1500]
 
 
-def index_dir_for_repo(root: Path, index_root: Path) -> Path:
-    from codesearch.paths import index_dir_for
-
-    return index_dir_for(root, index_root)
-
-
 def devset_repos(devset: Path, repos: Path):
     for r in json.loads((devset / "repos.json").read_text()):
         root = repos / r["repo"].replace("/", "+")
@@ -87,15 +79,17 @@ def devset_repos(devset: Path, repos: Path):
 
 def cmd_pairs(args) -> int:
     from codesearch.app import Embedders, resolve_spec
+    from codesearch.paths import index_dir_for
+    from codesearch.ranking import is_secondary_path
     from codesearch.settings import load_settings
 
     queries = [json.loads(l) for l in (args.devset / "queries.jsonl").read_text().splitlines() if l.strip()]
     answers = {(q["repo"], q["target"]["path"], q["target"]["qualname"]) for q in queries}
     embedders = Embedders(load_settings().with_flags(device="cpu"))
-    qs, ps, repo_of, file_of = [], [], [], []
+    qs, ps, repo_of = [], [], []
     for r, repo_dir in devset_repos(args.devset, args.repos):
         prefix = (r["subdir"].strip("/") + "/") if r.get("subdir") else ""
-        db = sqlite3.connect(f"file:{index_dir_for_repo(repo_dir, args.index_root) / 'index.db'}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{index_dir_for(repo_dir, args.index_root) / 'index.db'}?mode=ro", uri=True)
         rows = db.execute("SELECT id, path, start_line, end_line, name, qualname, language, kind, signature, doc, code "
                           "FROM units WHERE kind IN ('function', 'method') AND doc != ''").fetchall()
         model = json.loads(db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0])["id"]
@@ -103,7 +97,7 @@ def cmd_pairs(args) -> int:
         n = 0
         for row in rows:
             path, qualname = row[1], row[5]
-            if SECONDARY.search(path) or (r["repo"], prefix + path, qualname) in answers:
+            if is_secondary_path(path) or (r["repo"], prefix + path, qualname) in answers:
                 continue
             s = first_sentence(row[9], row[4])
             if not s:
@@ -111,7 +105,6 @@ def cmd_pairs(args) -> int:
             qs.append(s)
             ps.append(passage_without_doc(row))
             repo_of.append(r["repo"])
-            file_of.append(f"{r['repo']}:{path}")
             n += 1
         print(f"{r['repo']}: {n} pairs", flush=True)
     spec = resolve_spec(None, model)
@@ -122,7 +115,7 @@ def cmd_pairs(args) -> int:
     pv = embedders.for_documents(spec, ps).embed_documents(ps)
     print(f"passages embedded, {time.perf_counter() - t:.0f} s", flush=True)
     embedders.close()
-    np.savez(args.out, q=qv, p=pv, repo=np.array(repo_of), files=np.array(file_of), text=np.array(qs))
+    np.savez(args.out, q=qv, p=pv, repo=np.array(repo_of), text=np.array(qs))
     return 0
 
 
