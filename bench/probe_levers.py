@@ -13,6 +13,7 @@ unchanged, so its rows compare with that script's rows of the same run:
     python bench/probe_levers.py unit-text --form namewords --pool 30 -- ...   # and --form same
     python bench/probe_levers.py class-vector --weight 0.1 --pool 30 --roots DEV_REPOS/a,DEV_REPOS/b -- ...
     python bench/probe_levers.py common-terms --share 0.1 --min-units 2000 -- ...
+    python bench/probe_levers.py verb --weight 0.2 --pool 20 -- ...
 
 - `maxsim`: late interaction (ColBERT's MaxSim: each question token's best cosine over the
   unit's tokens, averaged) over multilingual-e5-small's token vectors, from the converted
@@ -45,8 +46,11 @@ unchanged, so its rows compare with that script's rows of the same run:
   `--min-units`) left out of its full-text query, for speed: FTS5 scores every match of an OR
   query (bench/common_terms_cost.py times it on the union).
 
+- `verb`: an English question's first word against the first word of each candidate's name
+  (a form or a synonym counts): `weight` added where they agree.
+
 Results are in docs/quality.md ("The second step, third session"; class-vector and
-common-terms: "fourth session").
+common-terms: "fourth session"; verb: "fifth session").
 """
 
 from __future__ import annotations
@@ -340,12 +344,41 @@ def patch_common_terms(args) -> None:
     search_module.Searcher.lexical_scores = lexical_scores
 
 
+def patch_verb(args) -> None:
+    """`verb`: an English question's first word (its verb: "append a record ...") against the
+    first word of each candidate's name (`AddRecord` -> "add"): `weight` added to the best
+    `pool` whose name starts with that verb, a form of it or a synonym of it (expansion.py's
+    groups), so the function that does what the question says wins over the neighbour it
+    calls (`EmitPhysicalRecord`) or its mirror (`WriteJson` for "read ...")."""
+    from codesearch.expansion import _base_forms, synonyms_of
+    from codesearch.text import split_identifier
+
+    first_stage = search_module.Searcher.rank
+
+    def rank(self, plan, sem_lists, lex, mode, weights=None):
+        ranked = first_stage(self, plan, sem_lists, lex, mode, weights)
+        words = re.findall(r"[A-Za-z]+", plan.texts[0])
+        if not ranked or plan.is_chinese or not words:
+            return ranked
+        verb = words[0].lower()
+        wanted = set(_base_forms(verb)) | set(synonyms_of([verb], 20))
+        rows = self.store.units_by_id([u for u, _ in ranked[:args.pool]])
+        extra = []
+        for u, _ in ranked[:args.pool]:
+            parts = split_identifier(rows[u][4]) if u in rows else []
+            extra.append(1.0 if parts and (parts[0] in wanted or any(f in wanted for f in _base_forms(parts[0])))
+                         else 0.0)
+        return rescore(ranked, args.pool, extra, args.weight, normalise=False)
+
+    search_module.Searcher.rank = rank
+
+
 def main() -> int:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     ap = argparse.ArgumentParser()
     ap.add_argument("probe", choices=("maxsim", "coverage", "length", "rocchio", "keywords", "unit-text",
-                                      "class-vector", "common-terms"))
+                                      "class-vector", "common-terms", "verb"))
     ap.add_argument("--share", type=float, default=0.1, help="common-terms: share of the index's units")
     ap.add_argument("--min-units", type=int, default=2000, help="common-terms: and at least this many units")
     ap.add_argument("--roots", default="", help="class-vector: the indexed folders, comma-separated")
@@ -366,6 +399,8 @@ def main() -> int:
         patch_class_vector(args)
     elif args.probe == "common-terms":
         patch_common_terms(args)
+    elif args.probe == "verb":
+        patch_verb(args)
     else:
         patch_keywords()
     sys.argv = ["devset_eval.py", *argv[split + 1:]]
