@@ -83,6 +83,16 @@ def unit_of(row):
     return Unit(path, language, kind, name, qualname, start, end, signature, doc, code)
 
 
+def embed_missing(embedder, vectors: dict, keyed) -> None:
+    """Embed as documents, with the index's own embedder (not devset_eval's query cache around
+    it), the (key, text) pairs whose key `vectors` lacks, and keep them there."""
+    todo = [(k, t) for k, t in keyed if k not in vectors]
+    if todo:
+        inner = getattr(embedder, "inner", embedder)
+        for (k, _), v in zip(todo, inner.embed_documents([t for _, t in todo])):
+            vectors[k] = np.asarray(v, dtype=np.float32)
+
+
 def rescore(ranked, pool: int, extra: list[float], weight: float, normalise: bool):
     head, tail = ranked[:pool], ranked[pool:]
     if normalise and extra:
@@ -247,11 +257,7 @@ def patch_unit_text(args) -> None:
         for u in top:
             for i, text in enumerate(chunking.unit_pieces(unit_of(rows[u]))):
                 keys.append((str(self.store.dir), u, i)), texts.append(text), owners.append(u)
-        todo = [(k, t) for k, t in zip(keys, texts) if k not in vectors]
-        if todo:
-            inner = getattr(self.embedder, "inner", self.embedder)
-            for (k, _), v in zip(todo, inner.embed_documents([t for _, t in todo])):
-                vectors[k] = np.asarray(v, dtype=np.float32)
+        embed_missing(self.embedder, vectors, zip(keys, texts))
         questions = self.embedder.embed_queries(plan.texts)
         lists = []
         for q, items in zip(questions, sem_lists):
@@ -293,11 +299,7 @@ def patch_class_vector(args) -> None:
         head = [u for u, _ in ranked[:args.pool]]
         rows = self.store.units_by_id(head)
         owner = {u: summaries.get((rows[u][1], rows[u][2], rows[u][5])) for u in head if u in rows}
-        todo = sorted({t for t in owner.values() if t and t not in vectors})
-        if todo:
-            inner = getattr(self.embedder, "inner", self.embedder)
-            for t, v in zip(todo, inner.embed_documents(todo)):
-                vectors[t] = np.asarray(v, dtype=np.float32)
+        embed_missing(self.embedder, vectors, ((t, t) for t in sorted({t for t in owner.values() if t})))
         questions = self.embedder.embed_queries(plan.texts)
         own = {}
         for items in sem_lists:
