@@ -81,11 +81,11 @@ def machine_settings(warn=None, **flags) -> Settings:
 def resolve_spec(requested: str | None, recorded_id: str | None, warn=None, remote: bool = False) -> ModelSpec:
     """The model to use: the one asked for, else the index's, else the default. `remote`: a
     server embeds, so the model's weights need not be here (embedders.models)."""
-    from .embedders.models import OFFLINE_MODEL, offline_spec, resolve_model
+    from .embedders.models import BUNDLED_MODELS, offline_spec, resolve_model
 
     if requested is None and recorded_id is not None:
-        if recorded_id == OFFLINE_MODEL and not remote:
-            return offline_spec()
+        if recorded_id in BUNDLED_MODELS and not remote:
+            return offline_spec(recorded_id)
         return resolve_model(recorded_id, remote=remote)
     return resolve_model(requested, warn=warn, remote=remote)
 

@@ -159,7 +159,7 @@ class ConsoleReporter:
             line += f"; estimated {_fmt_seconds(estimate_s)} (~{tokens / max(estimate_s, 1e-9):,.0f} tokens/s)"
             if device == "cpu" and estimate_s > 600:
                 line += (". That is long: a CUDA GPU is hundreds of times faster, and a smaller model "
-                         "(--model e5-small) about 20x faster here than Qwen3-0.6B; Ctrl-C keeps the work done")
+                         "(--model e5-small-code) about 20x faster here than Qwen3-0.6B; Ctrl-C keeps the work done")
         self._print(line)
 
     def embedded(self, n: int, tokens: int) -> None:

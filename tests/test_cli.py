@@ -177,16 +177,16 @@ def test_help_and_status_do_not_import_torch(indexed):
     assert p.returncode == 0, p.stderr
 
 
-def test_default_model_falls_back_to_offline_e5_with_one_warning(make_git_repo, monkeypatch):
+def test_default_model_falls_back_to_offline_e5_small_code_with_one_warning(make_git_repo, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("CODESEARCH_MODEL", raising=False)
     repo = make_git_repo(FILES)
     r = CliRunner().invoke(main, ["index", str(repo), "-q"])
     assert r.exit_code == 0, r.output
     warnings = [l for l in r.output.splitlines() if l.startswith("warning:")]
-    assert len(warnings) == 1 and "Qwen/Qwen3-Embedding-0.6B" in warnings[0] and "e5-small" in warnings[0]
+    assert len(warnings) == 1 and "Qwen/Qwen3-Embedding-0.6B" in warnings[0] and "e5-small-code" in warnings[0]
     status = CliRunner().invoke(main, ["status", "--repo", str(repo), "--json"])
-    assert json.loads(status.output)["model"] == "e5-small"
+    assert json.loads(status.output)["model"] == "e5-small-code"
     hits = json.loads(CliRunner().invoke(main, ["query", "--repo", str(repo), "--json", "-k", "1",
                                                 "两个数相加"]).output)
     assert hits[0]["name"] == "add"

@@ -13,8 +13,9 @@ from .options import api_base_option, api_model_option, device_option, index_dir
 
 @click.command()
 @click.argument("repo", type=click.Path(path_type=Path), default=".")
-@model_option("Embedding model: a Hugging Face id, a local folder, or e5-small "
-              "(default: Qwen/Qwen3-Embedding-0.6B, or e5-small offline; env CODESEARCH_MODEL for new indexes).")
+@model_option("Embedding model: a Hugging Face id, a local folder, e5-small-code or e5-small "
+              "(default: Qwen/Qwen3-Embedding-0.6B, or e5-small-code offline; env CODESEARCH_MODEL for new "
+              "indexes).")
 @device_option()
 @api_base_option()
 @api_model_option()

