@@ -45,8 +45,6 @@ import argparse
 import copy
 import json
 import math
-import runpy
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -614,25 +612,20 @@ def cmd_payload(args) -> int:
 
 
 def cmd_evaluate(args, rest: list[str]) -> int:
+    from query_adapter import run_devset_eval
+
     patch_vectors(args.vectors, args.data, args.variant, Path(rest[rest.index("--devset") + 1]))
-    sys.argv = ["devset_eval.py", *rest]
-    runpy.run_path(str(ROOT / "bench" / "devset_eval.py"), run_name="__main__")
-    return 0
+    return run_devset_eval(rest)
 
 
 def main() -> int:
-    argv = sys.argv[1:]
-    rest = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, rest = argv[:i], argv[i + 1:]
+    from query_adapter import add_index_args, split_argv
+
+    argv, rest = split_argv(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     x = sub.add_parser("export")
-    x.add_argument("--devset", type=Path, required=True)
-    x.add_argument("--repos", type=Path, required=True)
-    x.add_argument("--index-root", type=Path, required=True)
-    x.add_argument("--out", type=Path, required=True)
+    add_index_args(x)
     x.add_argument("--train-repos", type=Path, default=None,
                    help="a folder of repositories outside the devset: their pairs too (labelled train:NAME)")
     t = sub.add_parser("train")

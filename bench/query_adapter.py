@@ -201,24 +201,37 @@ def cmd_evaluate(args, rest: list[str]) -> int:
               f"{time.perf_counter() - t:.1f} s", flush=True)
         adapters[folder_key(held, devset)] = w
     patch_adapters(adapters, args.only_english)
+    return run_devset_eval(rest)
+
+
+def run_devset_eval(rest: list[str]) -> int:
+    """devset_eval.py in this process (whose Searcher a probe has patched), with `rest`."""
     sys.argv = ["devset_eval.py", *rest]
     runpy.run_path(str(ROOT / "bench" / "devset_eval.py"), run_name="__main__")
     return 0
 
 
-def main() -> int:
-    argv = sys.argv[1:]
-    rest = []
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(this script's arguments, devset_eval.py's: those after `--`)."""
     if "--" in argv:
         i = argv.index("--")
-        argv, rest = argv[:i], argv[i + 1:]
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pairs")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def add_index_args(p: argparse.ArgumentParser) -> None:
+    """The devset, its work trees, their indexes, and where the result goes."""
     p.add_argument("--devset", type=Path, required=True)
     p.add_argument("--repos", type=Path, required=True)
     p.add_argument("--index-root", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+
+
+def main() -> int:
+    argv, rest = split_argv(sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_index_args(sub.add_parser("pairs"))
     e = sub.add_parser("evaluate")
     e.add_argument("--pairs", type=Path, required=True)
     e.add_argument("--rank", type=int, default=32)
