@@ -104,6 +104,8 @@ def main() -> int:
     ap.add_argument("--bm25-weights", default=None,
                     help="names,path,doc,code column weights of BM25 (store.BM25_WEIGHTS unless given)")
     ap.add_argument("--vector-cache", type=Path, default=None)
+    ap.add_argument("--pool", type=int, default=None,
+                    help="candidates each signal proposes (ranking.candidate_pool(k) unless given)")
     ap.add_argument("--out", type=Path, default=None, help="JSON: figures and every question's rank per config")
     args = ap.parse_args()
 
@@ -153,7 +155,7 @@ def main() -> int:
                     continue
                 plan = s.plan(q[field])
                 t1 = time.perf_counter()
-                sem, lex = s.candidates(plan, candidate_pool(args.k), args.mode, None)
+                sem, lex = s.candidates(plan, args.pool or candidate_pool(args.k), args.mode, None)
                 shared = time.perf_counter() - t1
                 for name, w in configs:
                     t2 = time.perf_counter()

@@ -36,6 +36,13 @@ def is_constructor(language: str, name: str, qualname: str) -> bool:
     return language in _CLASS_NAMED and len(parts) > 1 and parts[-2] == name
 
 
+def is_accessor(language: str, kind: str, signature: str) -> bool:
+    """A C# property or indexer with accessor bodies (grammars/csharp.scm extracts them as
+    methods): its signature has no parameter list. Such units restate a setting that an enum
+    or the code using it explains, and they share that code's words."""
+    return language == "csharp" and kind == "method" and "(" not in (signature or "")
+
+
 def is_secondary_path(path: str) -> bool:
     """Tests, examples, vendored and generated code, judged by path alone."""
     parts = path.split("/")
@@ -55,7 +62,10 @@ class RankWeights:
     rrf_k: int = RRF_K
     secondary: float = 0.7  # factor on tests/vendored/generated code
     constructor: float = 0.85  # factor on constructors (they restate what their class holds)
-    file_unit: float = 0.85  # factor on whole-file units (files without functions: enums, constants)
+    file_unit: float = 0.6  # factor on whole-file units (files without functions: enums, constants); was 0.85
+    accessor: float = 0.7  # factor on C# properties (is_accessor): they name a setting; the code using it acts
+    per_file: int = 4  # units of one file ranked at full score (0: no limit); see spread_files
+    crowd: float = 0.8  # factor on each unit of a file beyond the first `per_file`
     doc_sentence: float = 0.3  # added times doc_sentence_match (a question that restates a doc sentence)
     fusion: str = "convex"  # "convex" (min-max normalised scores) or "rrf" (ranks)
 
@@ -169,6 +179,26 @@ def demote(ranked: list[tuple[int, float]], secondary: set[int], factor: float) 
         return ranked
     return sorted(((u, s * (factor if u in secondary else 1.0)) for u, s in ranked), key=lambda x: -x[1])
 
+
+
+def spread_files(ranked: list[tuple[int, float]], file_of: dict[int, str], per_file: int,
+                 factor: float) -> list[tuple[int, float]]:
+    """Scale by `factor` every unit after the first `per_file` of its own file, then re-sort.
+
+    One file's methods share its words (the class name, the path, its fields), so BM25 can
+    fill a result list with one class: a question about buffering returns six methods of
+    BufferHandler, and FingersCrossedHandler.handle, the answer, ranks 11th. The best units
+    of each file keep their place; the rest of a crowded file make room for other files.
+    """
+    if per_file <= 0 or factor >= 1.0 or not ranked:
+        return ranked
+    seen: dict[str, int] = {}
+    out = []
+    for uid, score in ranked:
+        f = file_of.get(uid)
+        n = seen[f] = seen.get(f, 0) + 1
+        out.append((uid, score * factor if f is not None and n > per_file else score))
+    return sorted(out, key=lambda x: -x[1])
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .pathmatch import PathFilter
 from .phases import phase
 from .question import QUESTION_MAX_TOKENS, QueryPlan, plan_question, shorten_question
 from .ranking import (Calibration, RankWeights, calibrate, candidate_pool, demote, doc_sentence_match, fuse,
-                      is_constructor)
+                      is_accessor, is_constructor, spread_files)
 from .store import Store
 
 SNIPPET_LINES = 12
@@ -155,7 +155,7 @@ class Searcher:
         self._unit_of_chunk: dict[int, int] | None = None
         self._chunks_of_unit: dict[int, list[int]] | None = None
         self._secondary: set[int] | None = None
-        self._roles: tuple[set[int], set[int]] | None = None
+        self._roles: tuple[set[int], set[int], set[int], dict[int, str]] | None = None
         self._floor: float | None = None
 
     @property
@@ -332,10 +332,13 @@ class Searcher:
             scale = 1.0 if mode != "lexical" else ranked[0][1]
             ranked = self.credit_doc_sentences(plan, ranked, w.doc_sentence * scale)
         ranked = demote(ranked, self.secondary_units(), w.secondary)
-        if w.constructor < 1.0 or w.file_unit < 1.0:
-            ctors, files = self.unit_roles()
+        if w.constructor < 1.0 or w.file_unit < 1.0 or w.accessor < 1.0:
+            ctors, files, accessors, _ = self.unit_roles()
             ranked = demote(ranked, ctors, w.constructor)
             ranked = demote(ranked, files, w.file_unit)
+            ranked = demote(ranked, accessors, w.accessor)
+        if w.per_file > 0:
+            ranked = spread_files(ranked, self.unit_roles()[3], w.per_file, w.crowd)
         return ranked
 
     def credit_doc_sentences(self, plan: QueryPlan, ranked, weight: float):
@@ -348,16 +351,19 @@ class Searcher:
         head = [(u, s + weight * doc_sentence_match(question, docs[u])) if u in docs else (u, s) for u, s in head]
         return sorted(head + tail, key=lambda x: -x[1])
 
-    def unit_roles(self) -> tuple[set[int], set[int]]:
-        """(constructors, whole-file units), read once per open index."""
+    def unit_roles(self) -> tuple[set[int], set[int], set[int], dict[int, str]]:
+        """(constructors, whole-file units, C# properties, unit id -> path), read once per open index."""
         if self._roles is None:
-            ctors, files = set(), set()
-            for uid, kind, language, name, qualname in self.store.unit_roles():
+            ctors, files, accessors, path_of = set(), set(), set(), {}
+            for uid, kind, language, name, qualname, signature, path in self.store.unit_roles():
+                path_of[uid] = path
                 if kind == "file":
                     files.add(uid)
                 elif is_constructor(language, name, qualname):
                     ctors.add(uid)
-            self._roles = (ctors, files)
+                elif is_accessor(language, kind, signature):
+                    accessors.add(uid)
+            self._roles = (ctors, files, accessors, path_of)
         return self._roles
 
     def shorten(self, query: str, mode: str) -> tuple[str, str | None]:

@@ -7,7 +7,7 @@ from codesearch.indexer import Indexer
 from codesearch.paths import index_dir_for
 from codesearch.question import lexical_terms, plan_question
 from codesearch.ranking import (Calibration, RankWeights, calibrate, convex, demote, doc_sentence_match, fuse,
-                                is_constructor, is_secondary_path, rrf)
+                                is_accessor, is_constructor, is_secondary_path, rrf, spread_files)
 from codesearch.search import Searcher
 from codesearch.store import Store
 
@@ -91,6 +91,10 @@ FILES = {
     "src/records.py": 'def add_record(message):\n    """Adds a log record.\n\n    Every handler sees it."""\n'
                       '    HANDLERS.append(message)\n\n\n'
                       'def alert(message):\n    """Adds a log record at the ALERT level."""\n    add_record("ALERT " + message)\n',
+    "src/Settings.cs": "public class Settings\n{\n    private int _retries;\n\n"
+                       "    /// <summary>How many times a failed request is retried.</summary>\n"
+                       "    public int Retries\n    {\n        get { return _retries; }\n"
+                       "        set { _retries = value; }\n    }\n}\n",
     "src/maps.py": 'def merge_maps(first, second):\n    out = dict(first)\n    out.update(second)\n    return out\n',
     "src/config.py": 'def parseConfig(text):\n    return dict(line.split("=", 1) for line in text.splitlines())\n\n\n'
                      'def load_settings(path):\n    """Read the settings file of the application."""\n'
@@ -140,15 +144,50 @@ def test_demote_scales_only_the_given_units_and_resorts():
     assert demote(ranked, {1}, 1.0) is ranked  # factor 1: untouched
 
 
-def test_constructors_and_whole_file_units_are_demoted(searcher):
-    """A constructor and a file without functions rank below what the factors say, never vanish."""
-    plain = RankWeights(constructor=1.0, file_unit=1.0)
+def test_constructors_whole_file_units_and_properties_are_demoted(searcher):
+    """A constructor, a file without functions and a C# property rank below what the factors
+    say, never vanish."""
+    plain = RankWeights(constructor=1.0, file_unit=1.0, accessor=1.0)
     for question, qualname, factor in (("a circle of the given radius", "Circle.__init__", RankWeights().constructor),
-                                       ("primary colours of a screen", "colors.py", RankWeights().file_unit)):
+                                       ("primary colours of a screen", "colors.py", RankWeights().file_unit),
+                                       ("how many times a failed request is retried", "Settings.Retries",
+                                        RankWeights().accessor)):
         fused = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8)}
         base = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8, weights=plain)}
         assert qualname in fused and fused[qualname] == pytest.approx(factor * base[qualname]), (question, fused)
-    assert RankWeights().constructor < 1.0 and RankWeights().file_unit < 1.0
+    assert RankWeights().constructor < 1.0 and RankWeights().file_unit < 1.0 and RankWeights().accessor < 1.0
+
+
+@pytest.mark.parametrize("language,kind,signature,expected", [
+    ("csharp", "method", "public ReferenceLoopHandling ReferenceLoopHandling", True),
+    ("csharp", "method", "public JToken this[object key]", True),
+    ("csharp", "method", "public void Merge(object content, JsonMergeSettings? settings)", False),
+    ("csharp", "function", "int Local(int x)", False), ("java", "method", "public int size()", False),
+    ("csharp", "file", "", False),
+])
+def test_properties_are_recognised_by_their_signature(language, kind, signature, expected):
+    assert is_accessor(language, kind, signature) is expected
+
+
+def test_spread_files_makes_room_after_the_first_units_of_a_crowded_file():
+    file_of = {1: "a.php", 2: "a.php", 3: "a.php", 4: "b.php", 5: "a.php"}
+    ranked = [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7), (5, 0.6)]
+    assert spread_files(ranked, file_of, 2, 0.5) == [(1, 1.0), (2, 0.9), (4, 0.7), (3, 0.4), (5, 0.3)]
+    assert spread_files(ranked, file_of, 0, 0.5) is ranked and spread_files(ranked, file_of, 2, 1.0) is ranked
+    assert spread_files(ranked, {}, 1, 0.5) == ranked  # a unit without a known file is left alone
+
+
+def test_search_spreads_a_crowded_file(searcher):
+    """Wired into Searcher.rank: the second unit of a file, with per_file 1, gets `crowd` times
+    its score; the first keeps its own. The default limit is above what one class's two or
+    three best methods need."""
+    question = "adds a log record"
+    plain = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8, weights=RankWeights(per_file=0))}
+    spread = {h.qualname: h.why["fused"] for h in searcher.search(question, k=8,
+                                                                 weights=RankWeights(per_file=1, crowd=0.5))}
+    first, second = sorted(("add_record", "alert"), key=lambda q: -plain[q])
+    assert spread[first] == pytest.approx(plain[first]) and spread[second] == pytest.approx(0.5 * plain[second])
+    assert RankWeights().per_file >= 3 and RankWeights().crowd < 1.0
 
 
 def test_long_function_is_split_but_found_once(searcher):
