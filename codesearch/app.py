@@ -366,7 +366,13 @@ class SearchSession:
         self._version = (files, data)
 
     def _embedder(self, recorded: dict) -> Embedder:
+        from .embedders.spec import model_label, same_weights
+
         spec = resolve_spec(None, recorded.get("id"), remote=self.api is not None)
+        if not same_weights(spec, recorded):  # the bundled model's weights changed since (a new release)
+            raise ModelMismatchError(
+                f"this index was built with {model_label(recorded)}; this codesearch has "
+                f"{model_label(spec.index_meta())}: run `codesearch index --rebuild` to embed it again")
         return self.embedders.for_queries(spec, self.api)
 
     @property
@@ -381,9 +387,11 @@ class SearchSession:
         recorded = self.model
         spec = resolve_spec(requested, None, remote=self.api is not None)
         from .embedders import models_match
+        from .embedders.spec import model_label
 
         if not models_match(spec, recorded):
-            raise ModelMismatchError(f"the index was built with {recorded.get('id')}, not {spec.id}; "
+            raise ModelMismatchError(f"the index was built with {model_label(recorded)}, not "
+                                     f"{model_label(spec.index_meta())}; "
                                      f"query without --model, or run `codesearch index --rebuild --model {spec.id}`")
 
     def answer(self, query: Query):

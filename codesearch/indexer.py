@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .ann import ANN_FILE, STAMP_FILE, AnnIndex
 from .embedders import ModelSpec, models_match
+from .embedders.spec import model_label
 from .errors import CodesearchError, ModelMismatchError
 from .chunking import FILE_AMPLIFICATION, PreparedUnit
 from .extract import PARSE_BUDGET_S
@@ -150,7 +151,8 @@ class Indexer:
                     self._reuse_vectors(store, previous.get("dim"))
                 if recorded is not None and not models_match(spec, recorded):
                     raise ModelMismatchError(
-                        f"this index was built with model {recorded['id']}, not {spec.id}; "
+                        f"this index was built with model {model_label(recorded)}, not "
+                        f"{model_label(spec.index_meta())}; "
                         f"run `codesearch index --rebuild --model {spec.id}` to start over with it")
                 report = self._update(store, spec, embedder_for, only, fresh, meta_for(spec) if meta_for else {})
             finally:

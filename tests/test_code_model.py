@@ -128,3 +128,45 @@ def test_offline_default_is_the_code_model_and_old_indexes_keep_theirs(private_c
     assert resolve_spec(None, "e5-small").id == "e5-small"  # an index built before keeps its model
     assert resolve_spec(None, "e5-small-code").id == "e5-small-code"
     assert models.resolve_model("e5-small").id == "e5-small"
+
+
+def test_new_weights_are_a_new_revision_that_old_indexes_are_asked_to_rebuild_for(private_cache, make_git_repo):
+    """The name e5-small-code stays while its weights change between releases: an index of the
+    first weights (recorded before `revision` existed) must not be searched with the second,
+    whose vectors mean something else. A query and an update say how to rebuild, in one line;
+    the rebuild works and records the revision."""
+    import json
+
+    from click.testing import CliRunner
+
+    from codesearch.cli import main
+    from codesearch.embedders import models_match
+    from codesearch.embedders.models import CODE_MODEL, offline_spec
+    from codesearch.embedders.spec import model_label, same_weights
+    from codesearch.paths import index_dir_for
+    from codesearch.store import Store
+
+    spec = offline_spec(CODE_MODEL)
+    assert spec.revision == cache.CODE_PAYLOAD_VERSION != "1"
+    first = {k: v for k, v in spec.index_meta().items() if k != "revision"}  # what the first release recorded
+    assert not models_match(spec, first) and not same_weights(spec, first)
+    assert model_label(first) == "e5-small-code (weights 1)"
+    e5 = {k: v for k, v in offline_spec().index_meta().items() if k != "revision"}
+    assert models_match(offline_spec(), e5)  # other models' old indexes still match
+
+    repo = make_git_repo({"calc.py": 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n'})
+    runner = CliRunner()
+    assert runner.invoke(main, ["index", str(repo), "--model", CODE_MODEL, "-q"]).exit_code == 0
+    store = Store(index_dir_for(repo)).open()
+    assert store.get_meta("model")["revision"] == cache.CODE_PAYLOAD_VERSION
+    store.set_meta("model", {k: v for k, v in store.get_meta("model").items() if k != "revision"})
+    store.close()
+    for args in (["query", "--repo", str(repo), "--no-daemon", "add two numbers"], ["index", str(repo), "-q"]):
+        r = runner.invoke(main, args)
+        assert r.exit_code == 3 and "Traceback" not in r.output, r.output
+        assert "weights 1" in r.output and "--rebuild" in r.output and len(r.output.strip().splitlines()) == 1
+    assert runner.invoke(main, ["query", "--repo", str(repo), "--no-daemon", "--mode", "lexical",
+                                 "--threshold", "0", "add"]).exit_code == 0  # full text needs no vectors
+    assert runner.invoke(main, ["index", str(repo), "--rebuild", "-q"]).exit_code == 0
+    r = runner.invoke(main, ["query", "--repo", str(repo), "--no-daemon", "--json", "add two numbers"])
+    assert r.exit_code == 0 and json.loads(r.output)[0]["name"] == "add", r.output

@@ -162,6 +162,10 @@ def offline_spec(model_id: str = OFFLINE_MODEL) -> ModelSpec:
     except OfflineModelUnavailable as error:
         raise ModelUnavailableError(str(error)) from None
     spec = spec_from_folder(folder, model_id)
+    if model_id == CODE_MODEL:
+        from ..offline_model.cache import CODE_PAYLOAD_VERSION
+
+        spec.revision = CODE_PAYLOAD_VERSION
     spec.query_prompt = E5_PROMPTS["query"]
     spec.document_prompt = E5_PROMPTS["document"]
     spec.max_tokens = 512

