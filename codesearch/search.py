@@ -155,7 +155,8 @@ class Searcher:
         self._unit_of_chunk: dict[int, int] | None = None
         self._chunks_of_unit: dict[int, list[int]] | None = None
         self._secondary: set[int] | None = None
-        self._roles: tuple[set[int], set[int], set[int], dict[int, str]] | None = None
+        self._roles: tuple[set[int], set[int], set[int]] | None = None
+        self._file_of: dict[int, str] | None = None
         self._floor: float | None = None
 
     @property
@@ -333,12 +334,12 @@ class Searcher:
             ranked = self.credit_doc_sentences(plan, ranked, w.doc_sentence * scale)
         ranked = demote(ranked, self.secondary_units(), w.secondary)
         if w.constructor < 1.0 or w.file_unit < 1.0 or w.accessor < 1.0:
-            ctors, files, accessors, _ = self.unit_roles()
+            ctors, files, accessors = self.unit_roles()
             ranked = demote(ranked, ctors, w.constructor)
             ranked = demote(ranked, files, w.file_unit)
             ranked = demote(ranked, accessors, w.accessor)
         if w.per_file > 0:
-            ranked = spread_files(ranked, self.unit_roles()[3], w.per_file, w.crowd)
+            ranked = spread_files(ranked, self.unit_files(), w.per_file, w.crowd)
         return ranked
 
     def credit_doc_sentences(self, plan: QueryPlan, ranked, weight: float):
@@ -351,19 +352,24 @@ class Searcher:
         head = [(u, s + weight * doc_sentence_match(question, docs[u])) if u in docs else (u, s) for u, s in head]
         return sorted(head + tail, key=lambda x: -x[1])
 
-    def unit_roles(self) -> tuple[set[int], set[int], set[int], dict[int, str]]:
-        """(constructors, whole-file units, C# properties, unit id -> path), read once per open index."""
+    def unit_files(self) -> dict[int, str]:
+        """unit id -> its file's path, read once per open index (for spread_files)."""
+        if self._file_of is None:
+            self._file_of = {uid: path for uid, path, _ in self.store.unit_locations()}
+        return self._file_of
+
+    def unit_roles(self) -> tuple[set[int], set[int], set[int]]:
+        """(constructors, whole-file units, C# properties), read once per open index."""
         if self._roles is None:
-            ctors, files, accessors, path_of = set(), set(), set(), {}
-            for uid, kind, language, name, qualname, signature, path in self.store.unit_roles():
-                path_of[uid] = path
+            ctors, files, accessors = set(), set(), set()
+            for uid, kind, language, name, qualname, signature in self.store.unit_roles():
                 if kind == "file":
                     files.add(uid)
                 elif is_constructor(language, name, qualname):
                     ctors.add(uid)
                 elif is_accessor(language, kind, signature):
                     accessors.add(uid)
-            self._roles = (ctors, files, accessors, path_of)
+            self._roles = (ctors, files, accessors)
         return self._roles
 
     def shorten(self, query: str, mode: str) -> tuple[str, str | None]:

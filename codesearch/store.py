@@ -367,9 +367,9 @@ class Store:
         """(unit id, path, language) of every unit, for filters."""
         return self.conn.execute("SELECT id, path, language FROM units").fetchall()
 
-    def unit_roles(self) -> list[tuple[int, str, str, str, str, str, str]]:
-        """(unit id, kind, language, name, qualname, signature, path) of every unit, for ranking priors."""
-        return self.conn.execute("SELECT id, kind, language, name, qualname, signature, path FROM units").fetchall()
+    def unit_roles(self) -> list[tuple[int, str, str, str, str, str]]:
+        """(unit id, kind, language, name, qualname, signature) of every unit, for ranking priors."""
+        return self.conn.execute("SELECT id, kind, language, name, qualname, signature FROM units").fetchall()
 
     def secondary_units(self) -> set[int]:
         return {uid for (uid,) in self.conn.execute("SELECT id FROM units WHERE secondary = 1")}
