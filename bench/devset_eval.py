@@ -81,9 +81,10 @@ class CachedEmbedder:
 
 
 def measures(ranks: list) -> tuple[float, float, float]:
+    """R@1, R@10, MRR@10: ranks below 10 count for neither of the last two, whatever --k is."""
     n = len(ranks) or 1
-    return (sum(1 for x in ranks if x == 1) / n, sum(1 for x in ranks if x) / n,
-            sum(1 / x for x in ranks if x) / n)
+    top = [x for x in ranks if x and x <= 10]
+    return sum(1 for x in top if x == 1) / n, len(top) / n, sum(1 / x for x in top) / n
 
 
 def main() -> int:
