@@ -66,6 +66,8 @@ def test_search_scores_are_calibrated_and_ordered(searcher):
     ("src/test/java/FooTest.java", True), ("web/button.spec.tsx", True), ("vendor/lib/x.go", True),
     ("third_party/zlib/inflate.c", True), ("static/app.min.js", True), ("api/v1/types.pb.go", True),
     ("Src/Lib.Tests/ParserTests.cs", True), ("docs/examples/demo.py", True), ("lib/testing_utils.py", False),
+    ("test.c", True), ("src/tests.rs", True), ("conftest.py", True), ("lib/parser_spec.rb", True),
+    ("src/contest.py", False), ("lib/attest.rb", False), ("src/latest.c", False), ("spectrum.go", False),
 ])
 def test_secondary_paths(path, secondary):
     assert is_secondary_path(path) is secondary

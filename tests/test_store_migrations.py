@@ -134,6 +134,24 @@ def test_chinese_full_text_rows_become_character_pairs(tmp_path):
         store.close()
 
 
+def test_secondary_flag_is_judged_again_for_new_test_file_names(tmp_path):
+    """m005 re-reads every unit's path: an index that took a top-level test.c for library code
+    (before ranking knew that name) flags it, and leaves the other flags alone."""
+    legacy_index(tmp_path / "idx", ["src/net.c", "test.c", "tests/test_net.py"])
+    Store(tmp_path / "idx").open().close()
+    db = sqlite3.connect(tmp_path / "idx" / DB_NAME)  # as the releases before m005 left it
+    db.execute("UPDATE units SET secondary = 0 WHERE path = 'test.c'")
+    db.execute("DELETE FROM _migrations WHERE name = 'm005_secondary_flag_rejudged'")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "idx").open()
+    try:
+        assert store.secondary_units() == {2, 3}
+        assert store.schema_steps() == [m.__name__ for m in store_migrations.MIGRATIONS]
+    finally:
+        store.close()
+
+
 def test_index_from_a_newer_codesearch_is_refused(tmp_path):
     Store(tmp_path / "idx").open(create=True).close()
     db = sqlite3.connect(tmp_path / "idx" / DB_NAME)
