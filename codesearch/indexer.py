@@ -38,7 +38,7 @@ from .files import DEFAULT_MAX_FILE_SIZE, discover
 from .languages import query_files
 from .parsing import parse_files
 from .phases import phase
-from .ranking import is_secondary_path
+from .ranking import is_secondary_unit
 from .search import measure_noise_floor, null_question_vectors
 from .store import DB_NAME, Store, WriteLock
 
@@ -297,7 +297,8 @@ class Indexer:
                 f = files[path]
                 store.put_file(path, f.language.name, digest, f.size, f.mtime_ns, now)
                 for prepared in units or []:
-                    added_chunks.extend(store.add_unit(prepared.unit, is_secondary_path(path), prepared.lexical,
+                    added_chunks.extend(store.add_unit(prepared.unit, is_secondary_unit(path, f.language.name, prepared.unit.qualname),
+                                                       prepared.lexical,
                                                        prepared.hashes))
             meta = spec.index_meta()
             meta["dim"] = dim

@@ -53,6 +53,20 @@ def is_secondary_path(path: str) -> bool:
     return bool(_SECONDARY_FILE.match(parts[-1]))
 
 
+# modules that hold a file's own tests: Rust's convention is `#[cfg(test)] mod tests { ... }`
+# inside the library file itself, so its path says nothing (rust-lang/log has 81 such functions)
+_TEST_MODULES = {"rust": {"tests", "test"}}
+
+
+def is_secondary_unit(path: str, language: str, qualname: str) -> bool:
+    """A unit of tests, examples, vendored or generated code: by its path, or, where the
+    language keeps tests beside the code, by the test module that encloses it."""
+    if is_secondary_path(path):
+        return True
+    modules = _TEST_MODULES.get(language)
+    return bool(modules) and any(part in modules for part in qualname.split(".")[:-1])
+
+
 @dataclass
 class RankWeights:
     """How the candidate lists are fused; chosen on the development benchmark (docs/quality.md)."""

@@ -97,15 +97,17 @@ def m004_chinese_character_pairs(db: sqlite3.Connection) -> None:
 
 @migration
 def m005_secondary_flag_rejudged(db: sqlite3.Connection) -> None:
-    """Judge every unit's path again after `ranking.is_secondary_path` learnt more names of
-    test files (`test.c`, `tests.rs`, `conftest.py`, `*_spec.rb`): the flag is decided at index
-    time, so without this an existing index would keep ranking hiredis's test.c as library code
-    until each file changed. Only the flag is rewritten; nothing is parsed or embedded."""
-    from .ranking import is_secondary_path
+    """Judge every unit again after `ranking.is_secondary_unit` learnt more names of test
+    files (`test.c`, `tests.rs`, `conftest.py`, `*_spec.rb`) and Rust's in-file `mod tests`:
+    the flag is decided at index time, so without this an existing index would keep ranking
+    hiredis's test.c as library code until each file changed. Only the flag is rewritten;
+    nothing is parsed or embedded."""
+    from .ranking import is_secondary_unit
 
-    rows = db.execute("SELECT id, path, secondary FROM units").fetchall()
+    rows = db.execute("SELECT id, path, language, qualname, secondary FROM units").fetchall()
     db.executemany("UPDATE units SET secondary = ? WHERE id = ?",
-                   [(int(now), uid) for uid, path, was in rows if (now := is_secondary_path(path)) != bool(was)])
+                   [(int(now), uid) for uid, path, language, qualname, was in rows
+                    if (now := is_secondary_unit(path, language, qualname)) != bool(was)])
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

@@ -7,7 +7,8 @@ from codesearch.indexer import Indexer
 from codesearch.paths import index_dir_for
 from codesearch.question import lexical_terms, plan_question
 from codesearch.ranking import (Calibration, RankWeights, calibrate, convex, demote, doc_sentence_match, fuse,
-                                is_accessor, is_constructor, is_secondary_path, rrf, spread_files)
+                                is_accessor, is_constructor, is_secondary_path, is_secondary_unit, rrf,
+                                spread_files)
 from codesearch.search import Searcher
 from codesearch.store import Store
 
@@ -71,6 +72,19 @@ def test_search_scores_are_calibrated_and_ordered(searcher):
 ])
 def test_secondary_paths(path, secondary):
     assert is_secondary_path(path) is secondary
+
+
+@pytest.mark.parametrize("path,language,qualname,secondary", [
+    ("src/lib.rs", "rust", "tests.test_level_from_str", True),  # #[cfg(test)] mod tests in the file
+    ("src/kv/value.rs", "rust", "inner.tests.to_f64", True),
+    ("src/lib.rs", "rust", "Level.from_str", False),
+    ("src/tests.rs", "rust", "parse", True),  # by its path
+    ("src/lib.rs", "rust", "tests", False),  # a function named tests is not inside one
+    ("app/tests.py", "python", "run", True),
+    ("app/runner.py", "python", "tests.run", False),  # only Rust keeps tests in a module of the file
+])
+def test_secondary_units(path, language, qualname, secondary):
+    assert is_secondary_unit(path, language, qualname) is secondary
 
 
 def test_lexical_terms_split_identifiers_and_drop_stopwords():

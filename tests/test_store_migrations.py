@@ -135,18 +135,20 @@ def test_chinese_full_text_rows_become_character_pairs(tmp_path):
 
 
 def test_secondary_flag_is_judged_again_for_new_test_file_names(tmp_path):
-    """m005 re-reads every unit's path: an index that took a top-level test.c for library code
-    (before ranking knew that name) flags it, and leaves the other flags alone."""
-    legacy_index(tmp_path / "idx", ["src/net.c", "test.c", "tests/test_net.py"])
+    """m005 judges every unit again: an index that took a top-level test.c, or a Rust function
+    in its file's `mod tests`, for library code flags them, and leaves the other flags alone."""
+    legacy_index(tmp_path / "idx", ["src/net.c", "test.c", "tests/test_net.py", "src/lib.rs", "src/lib.rs"])
     Store(tmp_path / "idx").open().close()
     db = sqlite3.connect(tmp_path / "idx" / DB_NAME)  # as the releases before m005 left it
-    db.execute("UPDATE units SET secondary = 0 WHERE path = 'test.c'")
+    db.execute("UPDATE units SET language = 'rust', qualname = 'tests.parses_levels' WHERE id = 4")
+    db.execute("UPDATE units SET language = 'rust', qualname = 'Level.from_str' WHERE id = 5")
+    db.execute("UPDATE units SET secondary = 0 WHERE path IN ('test.c', 'src/lib.rs')")
     db.execute("DELETE FROM _migrations WHERE name = 'm005_secondary_flag_rejudged'")
     db.commit()
     db.close()
     store = Store(tmp_path / "idx").open()
     try:
-        assert store.secondary_units() == {2, 3}
+        assert store.secondary_units() == {2, 3, 4}
         assert store.schema_steps() == [m.__name__ for m in store_migrations.MIGRATIONS]
     finally:
         store.close()
