@@ -297,9 +297,8 @@ class Indexer:
                 f = files[path]
                 store.put_file(path, f.language.name, digest, f.size, f.mtime_ns, now)
                 for prepared in units or []:
-                    added_chunks.extend(store.add_unit(prepared.unit, is_secondary_unit(path, f.language.name, prepared.unit.qualname),
-                                                       prepared.lexical,
-                                                       prepared.hashes))
+                    secondary = is_secondary_unit(path, f.language.name, prepared.unit.qualname)
+                    added_chunks.extend(store.add_unit(prepared.unit, secondary, prepared.lexical, prepared.hashes))
             meta = spec.index_meta()
             meta["dim"] = dim
             store.set_meta("model", meta)
