@@ -21,7 +21,8 @@ _SECONDARY_DIRS = {"test", "tests", "__tests__", "testing", "spec", "specs", "te
 # a file named just `test.c`, `tests.rs` or `spec.rb` (hiredis keeps its whole test suite in a
 # top-level test.c), pytest's conftest.py, and RSpec's `*_spec.rb` are tests as much as `*_test.go` is
 _SECONDARY_FILE = re.compile(
-    r"((tests?|spec|conftest)\.\w+|.*_spec\.rb|^test_.*|.*_test\.\w+|.*_tests?\.py|.*Tests?\.(java|cs|kt|scala|swift|php)|.*\.(test|spec)\.[jt]sx?"
+    r"((tests?|spec|conftest)\.\w+|.*_spec\.rb|^test_.*|.*_test\.\w+|.*_tests?\.py"
+    r"|.*Tests?\.(java|cs|kt|scala|swift|php)|.*\.(test|spec)\.[jt]sx?"
     r"|.*\.min\.js|.*\.pb\.go|.*_pb2\.py|.*\.generated\.\w+|.*_generated\.\w+)$")
 
 

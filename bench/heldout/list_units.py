@@ -32,12 +32,10 @@ def main() -> None:
     root = Path(args.repo_dir).resolve()
     found = discover(root)
     for f in found.files:
-        rel = f.path if hasattr(f, "path") else str(f)
-        if not args.all and (is_secondary_path(rel) or rel.startswith("tasks/")):
+        if not args.all and (is_secondary_path(f.path) or f.path.startswith("tasks/")):
             continue
-        source, _ = read_source(root, rel)
-        lang = f.language if hasattr(f, "language") else None
-        for u in extract_units(rel, source, getattr(lang, "name", lang)):
+        source, _ = read_source(root, f.path)
+        for u in extract_units(f.path, source, f.language.name):
             if u.kind == "file":
                 continue
             doc = u.doc.strip().splitlines()[0] if u.doc.strip() else ""
